@@ -1,0 +1,1 @@
+"""ELF files turned into images to map: segments, entry, auxv inputs, the initial stack."""

@@ -1,0 +1,1 @@
+"""The kernel: address spaces, the fault handler, processes, system calls, tracing, the CLI."""
