@@ -1,0 +1,145 @@
+"""Helpers shared by the tests: run a program natively or under run-elf.
+
+Both runners return a RunResult, which unpacks as ``(stdout, status)``:
+
+    out, status = run_native(["samples/bin/hello"])
+    out, status = run_elf(["samples/bin/hello"], "--some-option")
+    result = run_elf([...]); result.stderr   # stderr is kept too
+
+``status`` is normalised the way a shell reports it: a process killed by
+signal N (subprocess returncode -N) has status 128+N, so a native SIGSEGV
+death and an emulator that exits with 139 compare equal.
+
+Both run from the repository root, so relative paths such as
+``samples/bin/hello`` mean the same thing natively and under run-elf.
+
+Environment variables:
+  RUN_ELF_TEST_TIMEOUT  seconds before a run is killed (default 120)
+  RUN_ELF_TEST_RUNNER   replace run-elf by "native" or "qemu" to check the
+                        test harness itself (options passed to run_elf are
+                        then not supported and the test is skipped)
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+SAMPLES_BIN = SAMPLES / "bin"
+
+# run-elf's default stack limit; native runs get the same RLIMIT_STACK.
+STACK_LIMIT = 8 << 20
+
+DEFAULT_TIMEOUT = float(os.environ.get("RUN_ELF_TEST_TIMEOUT", "120"))
+
+# "" (the real run-elf), "native" or "qemu".
+RUNNER = os.environ.get("RUN_ELF_TEST_RUNNER", "").strip().lower()
+if RUNNER not in ("", "native", "qemu"):
+    raise RuntimeError(f"RUN_ELF_TEST_RUNNER={RUNNER!r}: expected native or qemu")
+USING_RUN_ELF = RUNNER == ""
+
+
+class RunResult(tuple):
+    """``(stdout, status)``, with ``.stdout``, ``.status`` and ``.stderr``."""
+
+    def __new__(cls, stdout: bytes, status: int, stderr: bytes = b""):
+        self = super().__new__(cls, (stdout, status))
+        self.stderr = stderr
+        return self
+
+    @property
+    def stdout(self) -> bytes:
+        return self[0]
+
+    @property
+    def status(self) -> int:
+        return self[1]
+
+    def __repr__(self) -> str:
+        return (f"RunResult(stdout={self.stdout!r}, status={self.status}, "
+                f"stderr={self.stderr!r})")
+
+
+def normalise_status(returncode: int) -> int:
+    """Exit status as a shell shows it: death by signal N becomes 128+N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def sample_env(**extra: str) -> dict[str, str]:
+    """A small, fixed environment, identical for native and emulated runs."""
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C"}
+    env.update(extra)
+    return env
+
+
+def _set_stack_limit(limit: int):
+    def preexec():
+        resource.setrlimit(resource.RLIMIT_STACK, (limit, limit))
+    return preexec
+
+
+def _run(cmd, *, env=None, timeout=None, cwd=None, stdin=None,
+         preexec_fn=None) -> RunResult:
+    timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+    try:
+        proc = subprocess.run(
+            [str(c) for c in cmd],
+            cwd=str(cwd or ROOT),
+            env=sample_env() if env is None else env,
+            stdin=subprocess.DEVNULL if stdin is None else stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            timeout=timeout,
+            preexec_fn=preexec_fn,
+        )
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"timed out after {timeout}s: {cmd}\n"
+                    f"stdout: {e.stdout!r}\nstderr: {e.stderr!r}")
+    return RunResult(proc.stdout, normalise_status(proc.returncode), proc.stderr)
+
+
+def run_native(argv, *, env=None, timeout=None, cwd=None, stdin=None,
+               stack_limit: int | None = STACK_LIMIT) -> RunResult:
+    """Run argv directly on the host (with RLIMIT_STACK = stack_limit)."""
+    preexec = _set_stack_limit(stack_limit) if stack_limit is not None else None
+    return _run(argv, env=env, timeout=timeout, cwd=cwd, stdin=stdin,
+                preexec_fn=preexec)
+
+
+def run_qemu(argv, *, env=None, timeout=None, cwd=None, stdin=None,
+             stack_limit: int | None = STACK_LIMIT) -> RunResult:
+    """Run argv under qemu-x86_64 (a reference emulator)."""
+    preexec = _set_stack_limit(stack_limit) if stack_limit is not None else None
+    return _run(["qemu-x86_64", *argv], env=env, timeout=timeout, cwd=cwd,
+                stdin=stdin, preexec_fn=preexec)
+
+
+def run_elf(argv, *options, env=None, timeout=None, cwd=None,
+            stdin=None) -> RunResult:
+    """Run ``python -m osmodel *options *argv`` from the repository root."""
+    if not USING_RUN_ELF:
+        if options:
+            pytest.skip(f"run-elf options {options} with RUN_ELF_TEST_RUNNER={RUNNER}")
+        runner = run_native if RUNNER == "native" else run_qemu
+        return runner(argv, env=env, timeout=timeout, cwd=cwd, stdin=stdin)
+    return _run([sys.executable, "-m", "osmodel", *options, *argv],
+                env=env, timeout=timeout, cwd=cwd or ROOT, stdin=stdin)
+
+
+# The same helpers as fixtures, for tests that prefer them.
+
+@pytest.fixture(name="run_native")
+def _run_native_fixture():
+    return run_native
+
+
+@pytest.fixture(name="run_elf")
+def _run_elf_fixture():
+    return run_elf
