@@ -1,0 +1,249 @@
+"""Address spaces: a process's regions (what may be mapped where) and its page table (what is).
+
+A Region is a virtual memory area: start/end, protection, kind, and its backing (a file
+offset or zero-fill). The page table holds only the pages touched so far; the fault
+handler fills the rest on demand from the regions.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from vm.pagetable import (PTE_DIRTY, PTE_FRAME, PTE_NX, PTE_PRESENT, PTE_USER, PTE_WRITABLE, PageTable,
+                          USER_TOP)
+from vm.ram import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
+
+PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
+
+STACK_TOP = 0x7FFF_FFFF_F000          # Linux's STACK_TOP for 47-bit user space, unrandomised
+STACK_INITIAL = 128 * 1024            # the stack area set up at exec (Linux expands to 128 KiB)
+STACK_GUARD_GAP = 256 * PAGE_SIZE     # Linux's stack_guard_gap: nothing may sit this close below the stack
+MMAP_BASE = 0x7FFF_F7FF_F000          # top of the mmap area (below the stack and its limit), unrandomised
+MMAP_MIN_ADDR = 0x10000               # Linux's vm.mmap_min_addr
+
+
+class Backing(Protocol):
+    """Where a file-backed region's bytes come from."""
+    path: str
+
+    def read(self, offset: int, size: int) -> bytes:
+        """Bytes of the file at offset (short at end of file)."""
+
+
+def page_down(addr: int) -> int:
+    """addr rounded down to a page boundary."""
+    return addr & ~(PAGE_SIZE - 1)
+
+
+def page_up(addr: int) -> int:
+    """addr rounded up to a page boundary."""
+    return (addr + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+
+
+def prot_string(prot: int, shared: bool = False) -> str:
+    """Protection as /proc/PID/maps prints it, e.g. 'r-xp'."""
+    return ("r" if prot & PROT_READ else "-") + ("w" if prot & PROT_WRITE else "-") \
+        + ("x" if prot & PROT_EXEC else "-") + ("s" if shared else "p")
+
+
+@dataclass(eq=False)
+class Region:
+    """One virtual memory area. File bytes back [file_start, file_end); the rest reads as zero."""
+    start: int
+    end: int
+    prot: int
+    kind: str                        # text, rodata, data, bss, heap, stack, mmap
+    backing: Backing | None = None
+    offset: int = 0                  # file offset of `start`
+    file_start: int = 0
+    file_end: int = 0
+    shared: bool = False
+    name: str = ""
+
+    def pte_flags(self) -> int:
+        """Leaf-entry flags this region's pages get when mapped writable-if-allowed."""
+        flags = PTE_PRESENT | PTE_USER
+        if self.prot & PROT_WRITE:
+            flags |= PTE_WRITABLE
+        if not self.prot & PROT_EXEC:
+            flags |= PTE_NX
+        return flags
+
+    def file_bytes(self, vaddr: int) -> tuple[int, int, int]:
+        """For the page at vaddr: (file offset, byte count, offset in page) of its file-backed part."""
+        lo = max(vaddr, self.file_start)
+        hi = min(vaddr + PAGE_SIZE, self.file_end)
+        if self.backing is None or hi <= lo:
+            return 0, 0, 0
+        return self.offset + (lo - self.start), hi - lo, lo - vaddr
+
+    def split(self, at: int) -> tuple[Region, Region]:
+        """Two regions [start, at) and [at, end) with the same backing."""
+        return replace(self, end=at), replace(self, start=at, offset=self.offset + (at - self.start))
+
+    def maps_line(self) -> str:
+        """This region as a /proc/PID/maps line."""
+        name = self.name
+        if not name:
+            name = {"heap": "[heap]", "stack": "[stack]"}.get(self.kind, "")
+        offset = self.offset if self.backing is not None else 0
+        line = f"{self.start:08x}-{self.end:08x} {prot_string(self.prot, self.shared)} {offset:08x} 00:00 0"
+        return f"{line:<73}{name}" if name else line
+
+
+class AddressSpace:
+    """Regions sorted by address, the page table, and the heap/stack/mmap bookkeeping of one process."""
+
+    def __init__(self, ram: PhysicalMemory, kernel_root: int, asid: int):
+        self.ram = ram
+        self.pagetable = PageTable(ram, kernel_root=kernel_root)
+        self.asid = asid
+        self.regions: list[Region] = []
+        self._starts: list[int] = []
+        self.brk_start = 0
+        self.brk = 0
+        self.stack_limit = 8 << 20
+        self.stack_top = STACK_TOP
+        self.mmap_base = MMAP_BASE
+        self.resident = 0
+        self.peak_resident = 0
+
+    # -- regions ---------------------------------------------------------------------------
+
+    def find(self, vaddr: int) -> Region | None:
+        """The region containing vaddr, or None."""
+        i = bisect.bisect_right(self._starts, vaddr) - 1
+        if i >= 0:
+            r = self.regions[i]
+            if vaddr < r.end:
+                return r
+        return None
+
+    def next_region(self, vaddr: int) -> Region | None:
+        """The first region starting at or above vaddr."""
+        i = bisect.bisect_left(self._starts, vaddr)
+        return self.regions[i] if i < len(self.regions) else None
+
+    def prev_region(self, vaddr: int) -> Region | None:
+        """The last region ending at or below vaddr."""
+        i = bisect.bisect_right(self._starts, vaddr) - 1
+        while i >= 0 and self.regions[i].end > vaddr:
+            i -= 1
+        return self.regions[i] if i >= 0 else None
+
+    def add(self, region: Region) -> Region:
+        """Insert a region; it must not overlap another."""
+        if region.start >= region.end or region.start % PAGE_SIZE or region.end % PAGE_SIZE:
+            raise ValueError(f"bad region {region.start:#x}-{region.end:#x}")
+        i = bisect.bisect_left(self._starts, region.start)
+        if (i < len(self.regions) and self.regions[i].start < region.end) or \
+                (i > 0 and self.regions[i - 1].end > region.start):
+            raise ValueError(f"region {region.start:#x}-{region.end:#x} overlaps another")
+        self.regions.insert(i, region)
+        self._starts.insert(i, region.start)
+        return region
+
+    def carve(self, start: int, end: int) -> list[Region]:
+        """Split regions at start and end; return the regions now lying wholly inside [start, end)."""
+        for at in (start, end):
+            r = self.find(at)
+            if r is not None and r.start < at:
+                i = self.regions.index(r)
+                lo, hi = r.split(at)
+                self.regions[i:i + 1] = [lo, hi]
+                self._starts[i:i + 1] = [lo.start, hi.start]
+        return [r for r in self.regions if r.start >= start and r.end <= end]
+
+    def remove(self, region: Region) -> None:
+        """Forget a region (its pages must already be unmapped)."""
+        i = self.regions.index(region)
+        del self.regions[i]
+        del self._starts[i]
+
+    def resize(self, region: Region, start: int, end: int) -> None:
+        """Move a region's bounds (stack growth, brk) keeping the order."""
+        i = self.regions.index(region)
+        if start != region.start and region.backing is not None:
+            region.offset -= region.start - start
+        region.start, region.end = start, end
+        self._starts[i] = start
+
+    def find_free(self, length: int, hint: int = 0) -> int:
+        """A free, page-aligned range of `length` bytes: at hint if it fits, else top-down below mmap_base; 0 if none."""
+        if hint:
+            hint = page_down(hint)
+            if MMAP_MIN_ADDR <= hint and hint + length <= USER_TOP and self.is_free(hint, hint + length):
+                return hint
+        top = self.mmap_base
+        for r in reversed(self.regions):
+            if r.start >= top:
+                continue
+            if r.end <= top - length:
+                candidate = top - length
+                if candidate >= max(r.end, MMAP_MIN_ADDR):
+                    return candidate
+            top = min(top, r.start)
+        candidate = top - length
+        return candidate if candidate >= MMAP_MIN_ADDR else 0
+
+    def is_free(self, start: int, end: int) -> bool:
+        """Whether no region overlaps [start, end)."""
+        i = bisect.bisect_left(self._starts, end)
+        return i == 0 or self.regions[i - 1].end <= start
+
+    # -- pages -------------------------------------------------------------------------------
+
+    def map_page(self, vaddr: int, pfn: int, flags: int) -> None:
+        """Install a translation for a page that had none."""
+        self.pagetable.map(vaddr, pfn, flags)
+        self.resident += 1
+        if self.resident > self.peak_resident:
+            self.peak_resident = self.resident
+
+    def unmap_pages(self, start: int, end: int) -> list[int]:
+        """Remove every translation in [start, end), dropping the frames' references; the vaddrs unmapped."""
+        gone = []
+        words = self.pagetable.words
+        for vaddr, slot, pte in list(self.pagetable.leaves(start, end)):
+            words[slot] = 0
+            self.ram.put((pte & PTE_FRAME) >> PAGE_SHIFT)
+            self.resident -= 1
+            gone.append(vaddr)
+        return gone
+
+    def protect_pages(self, start: int, end: int, region: Region) -> list[int]:
+        """Rewrite the entries in [start, end) for the region's new protection; the vaddrs changed.
+
+        Write permission is only ever taken away here: a private page that becomes writable
+        regains W through a write fault, which decides between reusing and copying it.
+        """
+        changed = []
+        words = self.pagetable.words
+        for vaddr, slot, pte in self.pagetable.leaves(start, end):
+            new = pte
+            if not region.prot & PROT_WRITE:
+                new &= ~PTE_WRITABLE
+            elif region.shared:
+                new |= PTE_WRITABLE
+            new = (new | PTE_NX) if not region.prot & PROT_EXEC else (new & ~PTE_NX)
+            if new != pte:
+                words[slot] = new
+                changed.append(vaddr)
+        return changed
+
+    def release(self) -> None:
+        """Unmap everything in the user half and free the page tables (the address space dies)."""
+        self.unmap_pages(0, USER_TOP)
+        self.pagetable.free_user_tables()
+        self.regions.clear()
+        self._starts.clear()
+
+    def maps(self) -> list[str]:
+        """The regions in /proc/PID/maps format."""
+        return [r.maps_line() for r in self.regions]
+
+    def dirty_pages(self) -> int:
+        """How many mapped pages have their dirty bit set."""
+        return sum(1 for _va, _slot, pte in self.pagetable.leaves() if pte & PTE_DIRTY)

@@ -1,0 +1,130 @@
+"""The run-elf command line: run a program on the emulated machine and exit with its status."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import time
+
+import click
+
+from loader.elf import LoadError
+from osmodel.kernel import Config, InternalError, Kernel
+
+EXIT_INTERNAL = 70      # EX_SOFTWARE: run-elf itself failed
+EXIT_CANNOT_EXEC = 126  # as a shell, for a file it cannot execute
+EXIT_NOT_FOUND = 127    # as a shell, for a command it cannot find
+
+_SIZE = re.compile(r"^(\d+)\s*([kmgt]?)(i?b)?$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """'1G', '512M', '65536' -> bytes (binary units)."""
+    m = _SIZE.match(text.strip())
+    if not m:
+        raise click.BadParameter(f"{text!r} is not a size such as 512M or 1G")
+    return int(m.group(1)) << (10 * " kmgt".index(m.group(2).lower() or " "))
+
+
+class Size(click.ParamType):
+    """A byte count with an optional K/M/G/T suffix."""
+    name = "SIZE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(value)
+        except click.BadParameter as err:
+            self.fail(err.message, param, ctx)
+
+
+def find_program(name: str) -> str | None:
+    """The file to run: the path as given if it contains a slash or exists, else a search of PATH."""
+    if "/" in name or os.path.exists(name):
+        return name if os.path.exists(name) else None
+    return shutil.which(name, mode=os.F_OK)
+
+
+def guest_environment(clear: bool, unset: tuple[str, ...], settings: tuple[str, ...]) -> list[bytes]:
+    """The guest's environment: the host's (unless cleared), less --unset names, plus --env settings."""
+    env = {} if clear else dict(os.environb)
+    for name in unset:
+        env.pop(os.fsencode(name), None)
+    for setting in settings:
+        name, sep, value = setting.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{setting!r} is not NAME=VALUE", param_hint="--env")
+        env[os.fsencode(name)] = os.fsencode(value)
+    return [k + b"=" + v for k, v in env.items()]
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,
+                                 "help_option_names": ["-h", "--help"]})
+@click.option("--phys-mem", type=Size(), default="1G", show_default=True,
+              help="Physical memory of the emulated machine (frames are 4 KiB; host memory is used on demand).")
+@click.option("--stack-limit", type=Size(), default="8M", show_default=True,
+              help="How far the stack may grow down (RLIMIT_STACK); a fault beyond it is SIGSEGV.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed for AT_RANDOM and getrandom: a run is repeatable for a given seed.")
+@click.option("--strace", is_flag=True, help="Print each system call, its arguments and result to stderr.")
+@click.option("-e", "--env", "env_set", multiple=True, metavar="NAME=VALUE",
+              help="Set a variable in the guest's environment (repeatable).")
+@click.option("-u", "--unset", multiple=True, metavar="NAME", help="Remove a variable from the guest's environment.")
+@click.option("-i", "--ignore-environment", is_flag=True, help="Start the guest with an empty environment.")
+@click.option("--tlb-entries", type=click.IntRange(1), default=1536, show_default=True,
+              help="Entries in the modelled TLB (like a modern core's second-level TLB).")
+@click.option("--tlb-ways", type=click.IntRange(1), default=12, show_default=True, help="Associativity of the TLB.")
+@click.option("--tlb-policy", type=click.Choice(["lru", "fifo", "random"]), default="lru", show_default=True,
+              help="TLB replacement policy (on the fast path recency is seen only at fills).")
+@click.option("--stats", is_flag=True, help="Print fault, TLB and memory statistics to stderr at exit.")
+@click.argument("program")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def run(program, args, phys_mem, stack_limit, seed, strace, env_set, unset, ignore_environment,
+        tlb_entries, tlb_ways, tlb_policy, stats):
+    """Run the Linux x86-64 ELF PROGRAM with ARGS on an emulated machine whose every memory access goes
+    through run-elf's own page tables, TLB and page-fault handler.
+
+    The guest gets this process's standard input, output and error and (unless changed with -e/-u/-i)
+    its environment. run-elf exits with the guest's exit status, or 128+N when a signal N killed it,
+    after a one-line report on stderr. Other exit statuses: 126 the program cannot be loaded, 127 it
+    does not exist, 70 run-elf itself failed.
+    """
+    path = find_program(program)
+    if path is None:
+        click.echo(f"run-elf: {program}: No such file or directory", err=True)
+        sys.exit(EXIT_NOT_FOUND)
+    envp = guest_environment(ignore_environment, unset, env_set)
+    argv = [os.fsencode(program)] + [os.fsencode(a) for a in args]
+    if tlb_entries % tlb_ways:
+        raise click.BadParameter(f"{tlb_entries} entries cannot be split into {tlb_ways} ways",
+                                 param_hint="--tlb-entries")
+    config = Config(phys_mem=phys_mem, stack_limit=stack_limit, seed=seed, strace=sys.stderr if strace else None,
+                    tlb_entries=tlb_entries, tlb_ways=tlb_ways, tlb_policy=tlb_policy)
+    try:
+        kernel = Kernel(config)
+    except (ValueError, OSError) as err:
+        click.echo(f"run-elf: cannot set up the machine: {err}", err=True)
+        sys.exit(EXIT_INTERNAL)
+    started = time.perf_counter()
+    try:
+        kernel.spawn(path, argv, envp)
+    except LoadError as err:
+        click.echo(f"run-elf: cannot load {program}: {err}", err=True)
+        sys.exit(EXIT_CANNOT_EXEC)
+    try:
+        status = kernel.run()
+    except InternalError as err:
+        click.echo(f"run-elf: {err}", err=True)
+        sys.exit(EXIT_INTERNAL)
+    if stats:
+        from osmodel.stats import print_stats
+        print_stats(kernel, time.perf_counter() - started, sys.stderr)
+    sys.exit(status)
+
+
+def main() -> None:
+    """Entry point of the run-elf console script."""
+    run(prog_name="run-elf")

@@ -1,0 +1,159 @@
+"""The page-fault handler: every fault the MMU raises comes to FaultHandler.resolve.
+
+The dispatch follows Linux's mm/memory.c: a fault outside every region may be stack
+growth; a fault the region forbids is a SIGSEGV; a not-present page is filled by
+do_anonymous_page (zero-fill) or do_file_page (read from the backing file); a write to a
+present read-only page of a writable region is do_wp_page (copy-on-write: copy, or reuse
+when this is the last mapping).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from osmodel.addrspace import PROT_EXEC, PROT_READ, PROT_WRITE, STACK_GUARD_GAP, AddressSpace, Region, page_down
+from vm.mmu import ACCESS_FETCH, ACCESS_WRITE, PF_PRESENT, PageFault
+from vm.pagetable import KERNEL_HALF, PTE_FRAME, PTE_NX, PTE_PRESENT, PTE_USER, PTE_WRITABLE
+from vm.ram import PAGE_SHIFT, PAGE_SIZE, Owner, OutOfMemory, PhysicalMemory
+
+SEGV_MAPERR = 1
+SEGV_ACCERR = 2
+
+# What the handler did, as the fault trace names it.
+DEMAND_ZERO = "demand-zero"
+ZERO_PAGE = "zero-page"
+FILE_LOAD = "file-load"
+STACK_GROW = "stack-grow"
+COW_COPY = "cow-copy"
+COW_REUSE = "cow-reuse"
+SEGV = "segv"
+OOM = "oom"
+OUTCOMES = (DEMAND_ZERO, ZERO_PAGE, FILE_LOAD, STACK_GROW, COW_COPY, COW_REUSE, SEGV, OOM)
+
+
+class Segv(Exception):
+    """The access is not allowed: the process gets SIGSEGV. str() says why; `code` is SEGV_MAPERR/ACCERR."""
+
+    def __init__(self, reason: str, code: int, region: Region | None = None):
+        super().__init__(reason)
+        self.code = code
+        self.region = region
+
+
+@dataclass
+class Resolution:
+    """What resolve did: the outcome name, the region, and the frame now mapped (0 for none)."""
+    outcome: str
+    region: Region | None
+    pfn: int = 0
+
+
+class FaultHandler:
+    """Resolves page faults for address spaces over one physical memory."""
+
+    def __init__(self, ram: PhysicalMemory, invalidate: Callable[[AddressSpace, int, str], None]):
+        self.ram = ram
+        self.invalidate = invalidate          # drop a page of an address space from the TLBs
+        self.zero_pfn = ram.alloc(Owner.ZERO)
+        self.zero_pfn_refs = 0
+
+    def resolve(self, aspace: AddressSpace, fault: PageFault) -> Resolution:
+        """Fix aspace's page table so the faulting access can be retried, or raise Segv / OutOfMemory."""
+        vaddr = fault.vaddr
+        if fault.noncanonical:
+            raise Segv("non-canonical address", SEGV_MAPERR)
+        if vaddr >= KERNEL_HALF:
+            raise Segv("kernel", SEGV_ACCERR if fault.error_code & PF_PRESENT else SEGV_MAPERR)
+        region = aspace.find(vaddr)
+        grew = False
+        if region is None:
+            region = self.grow_stack(aspace, vaddr)
+            grew = True
+        self.check_access(region, fault.access)
+        if fault.error_code & PF_PRESENT:
+            return self.do_wp_page(aspace, region, vaddr, fault.access)
+        page = page_down(vaddr)
+        if region.backing is not None and page < region.file_end and page + PAGE_SIZE > region.file_start:
+            return self.do_file_page(aspace, region, page)
+        res = self.do_anonymous_page(aspace, region, page, fault.access)
+        if grew:
+            res.outcome = STACK_GROW
+        return res
+
+    def check_access(self, region: Region, access: int) -> None:
+        """Raise Segv if the region's protection forbids the access."""
+        if access == ACCESS_WRITE:
+            ok = region.prot & PROT_WRITE
+        elif access == ACCESS_FETCH:
+            ok = region.prot & PROT_EXEC
+        else:
+            ok = region.prot & (PROT_READ | PROT_WRITE | PROT_EXEC)
+        if not ok:
+            raise Segv(region.kind, SEGV_ACCERR, region)
+
+    def grow_stack(self, aspace: AddressSpace, vaddr: int) -> Region:
+        """Extend the stack region above vaddr down to cover it, within the limit and guard gap; or raise Segv."""
+        stack = aspace.next_region(vaddr)
+        if stack is None or stack.kind != "stack":
+            raise Segv("none", SEGV_MAPERR)
+        start = page_down(vaddr)
+        if stack.end - start > aspace.stack_limit:
+            raise Segv(f"none: below the stack, past its limit of {aspace.stack_limit >> 20} MiB", SEGV_MAPERR)
+        below = aspace.prev_region(start)
+        if below is not None and below.end + STACK_GUARD_GAP > start:
+            raise Segv(f"none: stack growth into the guard gap above {below.kind}", SEGV_MAPERR)
+        aspace.resize(stack, start, stack.end)
+        return stack
+
+    def do_anonymous_page(self, aspace: AddressSpace, region: Region, page: int, access: int) -> Resolution:
+        """A first touch of a zero-filled page: the shared zero frame for a read, a new zeroed frame otherwise."""
+        if access != ACCESS_WRITE and not region.prot & PROT_EXEC and not region.shared:
+            self.ram.get(self.zero_pfn)
+            aspace.map_page(page, self.zero_pfn, PTE_PRESENT | PTE_USER | PTE_NX)
+            return Resolution(ZERO_PAGE, region, self.zero_pfn)
+        pfn = self.ram.alloc(Owner.STACK if region.kind == "stack" else Owner.ANON)
+        aspace.map_page(page, pfn, region.pte_flags())
+        return Resolution(DEMAND_ZERO, region, pfn)
+
+    def do_file_page(self, aspace: AddressSpace, region: Region, page: int) -> Resolution:
+        """A first touch of a file-backed page: a new frame with the file's bytes (zero past them)."""
+        pfn = self.ram.alloc(Owner.FILE)
+        offset, count, at = region.file_bytes(page)
+        if count:
+            data = region.backing.read(offset, count)
+            base = (pfn << PAGE_SHIFT) + at
+            self.ram.view[base:base + len(data)] = data
+        aspace.map_page(page, pfn, region.pte_flags())
+        return Resolution(FILE_LOAD, region, pfn)
+
+    def do_wp_page(self, aspace: AddressSpace, region: Region, vaddr: int, access: int) -> Resolution:
+        """A write to a present read-only page of a writable region: reuse it if ours alone, else copy it."""
+        page = page_down(vaddr)
+        pt = aspace.pagetable
+        slot = pt.slot(page)
+        pte = pt.words[slot]
+        old = (pte & PTE_FRAME) >> PAGE_SHIFT
+        if access != ACCESS_WRITE:
+            # The region allows the access but the entry did not (e.g. a fetch after mprotect): refresh it.
+            pt.words[slot] = (pte & ~PTE_NX) if region.prot & PROT_EXEC else pte
+            self.invalidate(aspace, page, "mprotect")
+            return Resolution(COW_REUSE, region, old)
+        if old == self.zero_pfn:
+            pfn = self.ram.alloc(Owner.STACK if region.kind == "stack" else Owner.ANON)
+            self.ram.put(old)
+            outcome = DEMAND_ZERO
+        elif self.ram.refcount[old] == 1:
+            pfn = old
+            outcome = COW_REUSE
+        else:
+            pfn = self.ram.alloc(self.ram.owner[old], zero=False)
+            self.ram.copy_frame(pfn, old)
+            self.ram.put(old)
+            outcome = COW_COPY
+        pt.words[slot] = (pfn << PAGE_SHIFT) | region.pte_flags() | (pte & 0x60)  # keep A/D
+        self.invalidate(aspace, page, "copy-on-write")
+        return Resolution(outcome, region, pfn)
+
+
+__all__ = ["FaultHandler", "Resolution", "Segv", "OutOfMemory", "OUTCOMES", "SEGV_MAPERR", "SEGV_ACCERR"]

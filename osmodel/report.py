@@ -1,0 +1,69 @@
+"""One-line reports of what happened to a guest: fatal faults, CPU exceptions, internal errors."""
+
+from __future__ import annotations
+
+import traceback
+from typing import TYPE_CHECKING
+
+import capstone
+
+from osmodel.signals import EXCEPTION_NAMES, signal_name
+from vm.mmu import ACCESS_NAMES, PF_PRESENT, PF_USER, PageFault
+
+if TYPE_CHECKING:
+    from osmodel.kernel import Kernel
+    from osmodel.process import Process
+    from vm.cpu import Trap
+
+__all__ = ["signal_name", "describe_fault", "describe_exception", "internal_error", "instruction"]
+
+_disasm = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+
+
+def instruction(kernel: Kernel, proc: Process, rip: int) -> str:
+    """'0x401a2e <main+0x1e>: mov byte ptr [rax], 0xc3' (what can be known of it)."""
+    where = f"{rip:#x}"
+    sym = proc.symbols.format(rip) if proc.symbols else ""
+    if sym:
+        where += f" <{sym}>"
+    code = kernel.peek(proc, rip, 16)
+    for insn in _disasm.disasm(code, rip, 1):
+        return f"{where}: {insn.mnemonic} {insn.op_str}".rstrip()
+    return where
+
+
+def describe_fault(kernel: Kernel, proc: Process, fault: PageFault, error: object, rip: int) -> str:
+    """'user write to 0x401136 (present, read-only, text) at 0x401a2e <main+0x1e>: mov ...'."""
+    at = instruction(kernel, proc, rip)
+    if fault.noncanonical:
+        return f"general protection fault: non-canonical address {fault.vaddr:#x} at {at}"
+    who = "user" if fault.error_code & PF_USER else "supervisor"
+    if fault.error_code & PF_PRESENT:
+        if fault.vaddr >= 1 << 47 and fault.error_code & PF_USER:
+            why = "present, supervisor-only"
+        elif ACCESS_NAMES[fault.access] == "write":
+            why = "present, read-only"
+        elif ACCESS_NAMES[fault.access] == "fetch":
+            why = "present, no-execute"
+        else:
+            why = "present, no access"
+    else:
+        why = "not present"
+    region = str(error) if error is not None else "none"
+    return f"{who} {ACCESS_NAMES[fault.access]} to {fault.vaddr:#x} ({why}, {region}) at {at}"
+
+
+def describe_exception(kernel: Kernel, proc: Process, intno: int, rip: int) -> str:
+    """'general protection fault at 0x401a2e <main+0x10>: hlt'."""
+    name = EXCEPTION_NAMES.get(intno, f"interrupt {intno:#x}")
+    return f"{name} at {instruction(kernel, proc, rip)}"
+
+
+def internal_error(kernel: Kernel, proc: Process, trap: Trap) -> str:
+    """What run-elf was doing when one of its own hooks failed, with the exception's last frame."""
+    exc = trap.error
+    doing = getattr(kernel, "doing", "") or "running"
+    tb = traceback.extract_tb(exc.__traceback__)[-1] if exc is not None and exc.__traceback__ else None
+    where = f" ({tb.filename.rsplit('/', 1)[-1]}:{tb.lineno})" if tb else ""
+    return (f"internal error in pid {proc.pid} at rip {trap.rip:#x} while {doing}: "
+            f"{type(exc).__name__}: {exc}{where}")

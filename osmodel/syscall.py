@@ -1,0 +1,186 @@
+"""System-call entry: the table, the dispatch from the CPU's `syscall` hook, and --strace output.
+
+Handlers live by subject in sysfile.py, sysmem.py and sysproc.py and register themselves
+with @syscall(name, argument-kinds). A handler returns the result or raises SysError; a bad
+user pointer (Segv while copying) becomes -EFAULT. A number nobody registered returns
+-ENOSYS, visible with --strace.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from unicorn import x86_const as x86
+
+from osmodel.fault import Segv
+from osmodel.files import SysError
+from osmodel.sysnames import NAMES, NUMBERS
+from vm.ram import OutOfMemory
+
+if TYPE_CHECKING:
+    from osmodel.kernel import Kernel
+    from osmodel.process import Process
+
+MASK64 = (1 << 64) - 1
+ARG_REGS = (x86.UC_X86_REG_RDI, x86.UC_X86_REG_RSI, x86.UC_X86_REG_RDX,
+            x86.UC_X86_REG_R10, x86.UC_X86_REG_R8, x86.UC_X86_REG_R9)
+AT_FDCWD = -100
+
+
+@dataclass(frozen=True)
+class Syscall:
+    """One entry of the table: number, name, handler and how --strace shows its arguments.
+
+    Argument kinds, one letter each: d signed, u unsigned, x hex, p pointer, s string,
+    b buffer written by the caller (length in the next argument), B buffer filled by the
+    call (length = result), F descriptor or AT_FDCWD, o octal, f open flags.
+    """
+    nr: int
+    name: str
+    handler: Callable[..., int]
+    args: str
+
+
+TABLE: dict[int, Syscall] = {}
+
+
+def syscall(name: str, args: str = ""):
+    """Register a handler for the system call `name`."""
+    def register(fn: Callable[..., int]) -> Callable[..., int]:
+        nr = NUMBERS[name]
+        TABLE[nr] = Syscall(nr, name, fn, args)
+        return fn
+    return register
+
+
+def signed(value: int) -> int:
+    """A 64-bit register value as a signed integer."""
+    return value - (1 << 64) if value & (1 << 63) else value
+
+
+def signed32(value: int) -> int:
+    """The low 32 bits of a register as a signed int (C int arguments)."""
+    value &= 0xFFFF_FFFF
+    return value - (1 << 32) if value & (1 << 31) else value
+
+
+def dispatch(kernel: Kernel, proc: Process) -> None:
+    """Run the system call the current process asked for and put the result in RAX."""
+    uc = kernel.cpu.uc
+    nr = uc.reg_read(x86.UC_X86_REG_RAX)
+    args = [uc.reg_read(r) for r in ARG_REGS]
+    entry = TABLE.get(nr)
+    name = entry.name if entry else NAMES.get(nr, f"syscall_{nr:#x}")
+    kernel.doing = f"system call {name}"
+    strace = kernel.config.strace
+    shown = format_args(kernel, proc, entry, args) if strace and entry else ""
+    if entry is None:
+        ret = -errno.ENOSYS
+    else:
+        try:
+            ret = entry.handler(kernel, proc, *args[:len(entry.args)])
+        except SysError as err:
+            ret = -err.errno
+        except Segv:
+            ret = -errno.EFAULT
+        except OutOfMemory:
+            ret = -errno.ENOMEM
+        except OSError as err:
+            ret = -(err.errno or errno.EIO)
+    if strace:
+        if entry is None:
+            shown = ", ".join(f"{a:#x}" for a in args)
+        print(f"{prefix(kernel, proc)}{name}({shown}) = {format_result(kernel, proc, entry, args, ret)}",
+              file=strace, flush=True)
+    kernel.doing = ""
+    if proc.alive and proc.resume_rip is None:
+        uc.reg_write(x86.UC_X86_REG_RAX, ret & MASK64)
+
+
+def prefix(kernel: Kernel, proc: Process) -> str:
+    """'[pid N] ' once there is more than one process, as strace -f."""
+    return f"[pid {proc.pid}] " if len(kernel.processes) > 1 else ""
+
+
+def quote(data: bytes, limit: int = 32) -> str:
+    """Bytes as strace shows a string: C escapes, cut at limit with '...'."""
+    out = []
+    for b in data[:limit]:
+        c = chr(b)
+        if c == "\n":
+            out.append("\\n")
+        elif c == "\t":
+            out.append("\\t")
+        elif c in "\"\\":
+            out.append("\\" + c)
+        elif 32 <= b < 127:
+            out.append(c)
+        else:
+            out.append(f"\\{b:o}")
+    return '"' + "".join(out) + '"' + ("..." if len(data) > limit else "")
+
+
+OPEN_FLAGS = [(os.O_WRONLY, "O_WRONLY"), (os.O_RDWR, "O_RDWR"), (os.O_CREAT, "O_CREAT"), (os.O_EXCL, "O_EXCL"),
+              (os.O_NOCTTY, "O_NOCTTY"), (os.O_TRUNC, "O_TRUNC"), (os.O_APPEND, "O_APPEND"),
+              (os.O_NONBLOCK, "O_NONBLOCK"), (os.O_DIRECTORY, "O_DIRECTORY"), (os.O_NOFOLLOW, "O_NOFOLLOW"),
+              (os.O_CLOEXEC, "O_CLOEXEC"), (getattr(os, "O_PATH", 0o10000000), "O_PATH")]
+
+
+def open_flags(flags: int) -> str:
+    """Open flags as strace shows them: 'O_RDONLY|O_CLOEXEC'."""
+    names = [n for bit, n in OPEN_FLAGS if bit and flags & bit and n not in ("O_WRONLY", "O_RDWR")]
+    mode = {0: "O_RDONLY", 1: "O_WRONLY", 2: "O_RDWR"}.get(flags & 3, "O_ACCMODE")
+    return "|".join([mode] + names)
+
+
+def format_args(kernel: Kernel, proc: Process, entry: Syscall, args: list[int]) -> str:
+    """The arguments as strace shows them before the call (output buffers are shown after)."""
+    shown = []
+    for i, kind in enumerate(entry.args):
+        a = args[i]
+        if kind == "d":
+            shown.append(str(signed(a)))
+        elif kind == "F":
+            fd = signed32(a)
+            shown.append("AT_FDCWD" if fd == AT_FDCWD else str(fd))
+        elif kind == "u":
+            shown.append(str(a))
+        elif kind == "o":
+            shown.append(f"{a:#o}")
+        elif kind == "f":
+            shown.append(open_flags(a))
+        elif kind == "s":
+            try:
+                shown.append(quote(kernel.copyinstr(proc, a, 4096), 64) if a else "NULL")
+            except Segv:
+                shown.append(f"{a:#x}")
+        elif kind == "b":
+            try:
+                shown.append(quote(kernel.copyin(proc, a, min(args[i + 1], 32)) + (b" " if args[i + 1] > 32 else b""))
+                             if args[i + 1] else '""')
+            except Segv:
+                shown.append(f"{a:#x}")
+        elif kind in "pB":
+            shown.append(f"{a:#x}" if a else "NULL")
+        else:
+            shown.append(f"{a:#x}")
+    return ", ".join(shown)
+
+
+def format_result(kernel: Kernel, proc: Process, entry: Syscall | None, args: list[int], ret: int) -> str:
+    """The result as strace shows it: '13', '0x7f...' or '-1 ENOENT (No such file or directory)'."""
+    if not proc.alive and entry is not None and entry.name in ("exit", "exit_group"):
+        return "?"
+    if -4096 < ret < 0:
+        code = -ret
+        return f"-1 {errno.errorcode.get(code, str(code))} ({os.strerror(code)})"
+    if entry is not None and entry.name in ("mmap", "brk"):
+        return f"{ret:#x}"
+    return str(ret)
+
+
+# The handlers register themselves on import.
+from osmodel import sysfile, sysmem, sysproc  # noqa: E402,F401

@@ -1,0 +1,159 @@
+"""Memory system calls: brk, mmap, munmap, mprotect. They edit regions; pages follow on demand."""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from osmodel.addrspace import (PROT_EXEC, PROT_READ, PROT_WRITE, STACK_GUARD_GAP, AddressSpace, Region,
+                               page_up)
+from osmodel.files import MappedFile, SysError
+from osmodel.syscall import signed32, syscall
+from vm.pagetable import USER_TOP
+from vm.ram import PAGE_SIZE
+
+if TYPE_CHECKING:
+    from osmodel.kernel import Kernel
+    from osmodel.process import Process
+
+MAP_SHARED = 0x01
+MAP_PRIVATE = 0x02
+MAP_SHARED_VALIDATE = 0x03
+MAP_FIXED = 0x10
+MAP_ANONYMOUS = 0x20
+MAP_GROWSDOWN = 0x100
+MAP_FIXED_NOREPLACE = 0x100000
+PROT_ALL = PROT_READ | PROT_WRITE | PROT_EXEC
+FLUSH_ALL_ABOVE = 32      # invalidate page by page up to this many pages, else flush the address space
+
+
+def unmap_range(k: Kernel, aspace: AddressSpace, start: int, end: int, reason: str) -> None:
+    """Remove the regions and pages in [start, end) and drop their translations."""
+    for region in aspace.carve(start, end):
+        aspace.remove(region)
+    gone = aspace.unmap_pages(start, end)
+    invalidate_pages(k, aspace, gone, reason)
+
+
+def invalidate_pages(k: Kernel, aspace: AddressSpace, pages: list[int], reason: str) -> None:
+    """Drop changed pages from the TLBs: one by one if few, else the whole address space."""
+    if len(pages) > FLUSH_ALL_ABOVE:
+        k.cpu.flush_tlb(aspace.asid, reason)
+    else:
+        for va in pages:
+            k.cpu.invalidate_page(va, aspace.asid, reason)
+
+
+@syscall("brk", "p")
+def sys_brk(k: Kernel, p: Process, addr: int) -> int:
+    a = p.aspace
+    if addr < a.brk_start:
+        return a.brk
+    old_top, new_top = page_up(a.brk), page_up(addr)
+    if new_top > old_top:
+        if new_top > USER_TOP or not a.is_free(old_top, new_top):
+            return a.brk
+        above = a.next_region(new_top)
+        if above is not None and above.kind == "stack" and new_top + STACK_GUARD_GAP > above.start:
+            return a.brk
+        heap = a.find(old_top - 1) if old_top > a.brk_start else None
+        if heap is not None and heap.kind == "heap" and heap.end == old_top:
+            a.resize(heap, heap.start, new_top)
+        else:
+            a.add(Region(old_top, new_top, PROT_READ | PROT_WRITE, "heap"))
+    elif new_top < old_top:
+        unmap_range(k, a, new_top, old_top, "munmap")
+    a.brk = addr
+    return addr
+
+
+@syscall("mmap", "pupxdx")
+def sys_mmap(k: Kernel, p: Process, addr: int, length: int, prot: int, flags: int, fd: int, offset: int) -> int:
+    a = p.aspace
+    kind = flags & MAP_SHARED_VALIDATE
+    if not length or offset % PAGE_SIZE or kind == 0 or prot & ~PROT_ALL:
+        raise SysError(errno.EINVAL)
+    size = page_up(length)
+    if size > USER_TOP or size < length:
+        raise SysError(errno.ENOMEM)
+    backing = None
+    name = ""
+    if not flags & MAP_ANONYMOUS:
+        f = p.files.get(signed32(fd))
+        if f.flags & 3 == 1:                      # O_WRONLY
+            raise SysError(errno.EACCES)
+        if f.is_directory():
+            raise SysError(errno.ENODEV)
+        if kind != MAP_PRIVATE and prot & PROT_WRITE:
+            raise SysError(errno.ENODEV)          # shared writable file mappings: not supported yet
+        backing = MappedFile(f)
+        name = f.path
+    if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
+        if addr % PAGE_SIZE or addr + size > USER_TOP or addr < 0x10000:
+            raise SysError(errno.EINVAL if addr % PAGE_SIZE else errno.ENOMEM)
+        if not a.is_free(addr, addr + size):
+            if flags & MAP_FIXED_NOREPLACE:
+                raise SysError(errno.EEXIST)
+            unmap_range(k, a, addr, addr + size, "munmap")
+        start = addr
+    else:
+        start = a.find_free(size, addr)
+        if not start:
+            raise SysError(errno.ENOMEM)
+    region = Region(start, start + size, prot, "mmap", backing=backing, offset=offset,
+                    file_start=start, file_end=start + size, shared=kind == MAP_SHARED and backing is None,
+                    name=name)
+    a.add(region)
+    return start
+
+
+@syscall("munmap", "pu")
+def sys_munmap(k: Kernel, p: Process, addr: int, length: int) -> int:
+    if addr % PAGE_SIZE or not length or addr + length > USER_TOP:
+        raise SysError(errno.EINVAL)
+    unmap_range(k, p.aspace, addr, addr + page_up(length), "munmap")
+    return 0
+
+
+@syscall("mprotect", "pux")
+def sys_mprotect(k: Kernel, p: Process, addr: int, length: int, prot: int) -> int:
+    a = p.aspace
+    if addr % PAGE_SIZE or prot & ~PROT_ALL & ~0x3000000:
+        raise SysError(errno.EINVAL)
+    end = addr + page_up(length)
+    if end > USER_TOP:
+        raise SysError(errno.ENOMEM)
+    if end == addr:
+        return 0
+    covered = addr
+    for r in a.regions:
+        if r.end <= covered or r.start >= end:
+            continue
+        if r.start > covered:
+            break
+        covered = r.end
+    if covered < end:
+        raise SysError(errno.ENOMEM)
+    changed = []
+    for region in a.carve(addr, end):
+        region.prot = prot & PROT_ALL
+        changed += a.protect_pages(region.start, region.end, region)
+    invalidate_pages(k, a, changed, "mprotect")
+    return 0
+
+
+MADV_DONTNEED = 4
+MADV_HINTS = {0, 1, 2, 3, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22}   # advice that only guides the kernel
+
+
+@syscall("madvise", "pud")
+def sys_madvise(k: Kernel, p: Process, addr: int, length: int, advice: int) -> int:
+    if addr % PAGE_SIZE:
+        raise SysError(errno.EINVAL)
+    if advice == MADV_DONTNEED:
+        gone = p.aspace.unmap_pages(addr, addr + page_up(length))
+        invalidate_pages(k, p.aspace, gone, "munmap")
+        return 0
+    if advice in MADV_HINTS:
+        return 0
+    raise SysError(errno.EINVAL)

@@ -1,0 +1,245 @@
+"""The CPU: Unicorn in virtual-TLB mode, with our TLB, page walk and fault handler behind its TLB fills.
+
+Unicorn's memory map is physical RAM. When Unicorn's own (QEMU) TLB misses, it calls
+`Cpu._tlb_fill`, which plays the hardware: look the page up in our TLB, else walk our
+page tables, else raise a page fault into the OS model, then hand Unicorn the physical
+frame and permissions. Unicorn's TLB never holds a translation ours has dropped: we
+remember which pages we handed it since its last flush and flush it when one of those
+leaves our TLB. See shared PLATFORM.md for the measured Unicorn behaviour this relies on.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from unicorn import (UC_ARCH_X86, UC_ERR_EXCEPTION, UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR,
+                     UC_HOOK_TLB_FILL, UC_MODE_64, UC_PROT_ALL, UC_TLB_VIRTUAL, Uc, UcError)
+from unicorn import unicorn_const as ucc
+from unicorn import x86_const as x86
+from unicorn.unicorn_py3 import unicorn as ucbinding
+
+from vm.mmu import ACCESS_FETCH, ACCESS_WRITE, Mmu, PageFault
+from vm.pagetable import PTE_DIRTY, PTE_FRAME, PTE_GLOBAL, PTE_NX, PTE_USER, PTE_WRITABLE
+from vm.ram import PhysicalMemory
+from vm.tlb import Tlb
+
+MSR_EFER = 0xC0000080
+MSR_STAR = 0xC0000081
+EFER_SCE = 1 << 0
+SYSRETQ = bytes.fromhex("480f07")
+USER_RFLAGS = 0x202
+
+UC_READ, UC_WRITE, UC_EXEC = ucc.UC_PROT_READ, ucc.UC_PROT_WRITE, ucc.UC_PROT_EXEC
+_WRITE_OK = PTE_WRITABLE | PTE_DIRTY      # a cached entry serves a write only if both are set
+_TLB_FLUSH_CODE = (ucc.UC_CTL_IO_WRITE << 30) | ucc.UC_CTL_TLB_FLUSH
+_FILL_CFUNC = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int,
+                               ctypes.POINTER(ucbinding.uc_tlb_entry), ctypes.c_void_p)
+
+GENERAL_REGS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
+                "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "rflags")
+REG = {name: getattr(x86, f"UC_X86_REG_{name.upper()}") for name in GENERAL_REGS + ("fs_base", "gs_base")}
+
+
+class FaultSink(Protocol):
+    """What the CPU raises page faults into: the OS model's fault handler."""
+
+    def page_fault(self, fault: PageFault) -> bool:
+        """Resolve the fault by fixing the page tables (True), or refuse it (False: the access fails)."""
+
+
+@dataclass
+class Trap:
+    """Why the last run stopped: a refused page fault, an interrupt/exception, or an invalid opcode."""
+    kind: str                  # 'page-fault', 'interrupt', 'invalid-opcode', 'host-error'
+    rip: int
+    fault: PageFault | None = None
+    intno: int = -1
+    error: BaseException | None = None
+
+
+class Cpu:
+    """One emulated x86-64 core running user code at CPL 3 over `ram`."""
+
+    def __init__(self, ram: PhysicalMemory, tlb: Tlb | None = None):
+        self.ram = ram
+        self.tlb = tlb or Tlb()
+        self.mmu = Mmu(ram)
+        self.root = 0               # CR3: the frame of the current PML4
+        self.asid = 0               # PCID of the current address space
+        self.user = False           # CPL 3 once enter_user has run
+        self.faults: FaultSink | None = None
+        self.on_syscall: Callable[[], None] | None = None
+        self.trap: Trap | None = None
+        self.refused: PageFault | None = None   # the last fault the OS refused
+        self.fills = 0
+        self.uc_flushes = 0
+        self._uc_holds: set[int] = set()   # pages handed to Unicorn's TLB since it was last flushed
+        uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        self.uc = uc
+        self._uch = uc._uch
+        uc.mem_map_ptr(0, ram.size, UC_PROT_ALL, ctypes.addressof(ctypes.c_char.from_buffer(ram.mmap)))
+        uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
+        uc.ctl_exits_enabled(True)      # no "until" address: Unicorn would invalidate (and fetch-probe) its page
+        self._fill_cb = _FILL_CFUNC(self._tlb_fill)
+        handle = ucbinding.uc_hook_h()
+        status = ucbinding.uclib.uc_hook_add(self._uch, ctypes.byref(handle), UC_HOOK_TLB_FILL, self._fill_cb,
+                                             None, ctypes.c_uint64(1), ctypes.c_uint64(0))
+        if status != ucc.UC_ERR_OK:
+            raise UcError(status)
+        uc.hook_add(UC_HOOK_INSN, self._syscall, None, 1, 0, x86.UC_X86_INS_SYSCALL)
+        uc.hook_add(UC_HOOK_INTR, self._interrupt)
+        uc.hook_add(UC_HOOK_INSN_INVALID, self._invalid)
+        uc.msr_write(MSR_EFER, uc.msr_read(MSR_EFER) | EFER_SCE)
+        uc.msr_write(MSR_STAR, 0x23 << 48)   # sysretq lands in CS 0x33 / SS 0x2b, CPL 3
+
+    # -- translation -----------------------------------------------------------------------
+
+    def _tlb_fill(self, _uch, vaddr: int, access: int, entry, _data) -> bool:
+        """Unicorn's TLB missed on vaddr: translate it through our TLB/MMU/fault handler."""
+        try:
+            acc = access - ucc.UC_MEM_READ
+            vpn = vaddr >> 12
+            pte = self.tlb.lookup(vpn, self.asid)
+            if not pte or (acc == ACCESS_WRITE and pte & _WRITE_OK != _WRITE_OK) \
+                    or (acc == ACCESS_FETCH and pte & PTE_NX) or (self.user and not pte & PTE_USER):
+                pte = self.translate(vaddr, acc)
+                if not pte:
+                    return False
+            self.fills += 1
+            e = entry[0]
+            e.paddr = pte & PTE_FRAME
+            perms = UC_READ
+            if pte & PTE_WRITABLE and pte & PTE_DIRTY:
+                perms |= UC_WRITE
+            if not pte & PTE_NX:
+                perms |= UC_EXEC
+            e.perms = perms
+            self._uc_holds.add(vpn)
+            return True
+        except BaseException as exc:  # noqa: BLE001 - must not escape into C
+            self.trap = Trap("host-error", self._rip_safe(), error=exc)
+            return False
+
+    def translate(self, vaddr: int, access: int) -> int:
+        """Walk vaddr (raising faults into the OS), cache it in our TLB; the leaf entry, or 0 if refused."""
+        for _ in range(4):
+            try:
+                _slot, pte = self.mmu.walk(self.root, vaddr, access, self.user)
+            except PageFault as fault:
+                if self.faults is None or not self.faults.page_fault(fault):
+                    # Unicorn also probes pages it may not run (and recovers); only a failed run uses this.
+                    self.refused = fault
+                    return 0
+                continue
+            victim = self.tlb.insert(vaddr >> 12, self.asid, pte, global_=bool(pte & PTE_GLOBAL))
+            if victim is not None and victim in self._uc_holds:
+                self.flush_unicorn_tlb()
+            return pte
+        raise RuntimeError(f"page fault at {vaddr:#x} resolved but still faulting")
+
+    def invalidate_page(self, vaddr: int, asid: int | None = None, reason: str = "") -> None:
+        """INVLPG: drop one page from our TLB (one asid or all) and keep Unicorn's TLB coherent."""
+        vpn = vaddr >> 12
+        self.tlb.invalidate_page(vpn, asid, reason)
+        if vpn in self._uc_holds:
+            self.flush_unicorn_tlb()
+
+    def flush_tlb(self, asid: int | None = None, reason: str = "") -> None:
+        """Drop all non-global translations (of one asid, or all) from our TLB and Unicorn's."""
+        self.tlb.flush(asid, reason=reason)
+        self.flush_unicorn_tlb()
+
+    def flush_unicorn_tlb(self) -> None:
+        """Empty Unicorn's own TLB (it has no per-page invalidate)."""
+        ucbinding.uclib.uc_ctl(self._uch, _TLB_FLUSH_CODE)
+        self._uc_holds.clear()
+        self.uc_flushes += 1
+
+    def switch_to(self, root: int, asid: int) -> None:
+        """Load CR3: a new page-table root and address-space id; Unicorn's TLB is emptied."""
+        self.root = root
+        self.asid = asid
+        self.flush_unicorn_tlb()
+
+    def forget_code(self, start: int = 0, end: int = 0) -> None:
+        """Drop translated code (all of it, or of physical range [start, end)) after frames holding code change."""
+        if end:
+            self.uc.ctl_remove_cache(start, end)
+        else:
+            self.uc.ctl_flush_tb()
+
+    # -- traps -------------------------------------------------------------------------------
+
+    def _syscall(self, uc, _data) -> None:
+        try:
+            if self.on_syscall is not None:
+                self.on_syscall()
+        except BaseException as exc:  # noqa: BLE001
+            self.trap = Trap("host-error", self._rip_safe(), error=exc)
+            uc.emu_stop()
+
+    def _interrupt(self, uc, intno: int, _data) -> None:
+        if self.trap is None:
+            self.trap = Trap("interrupt", self._rip_safe(), intno=intno)
+        uc.emu_stop()
+
+    def _invalid(self, uc, _data) -> bool:
+        if self.trap is None:
+            self.trap = Trap("invalid-opcode", self._rip_safe())
+        uc.emu_stop()
+        return False
+
+    def _rip_safe(self) -> int:
+        try:
+            return self.uc.reg_read(x86.UC_X86_REG_RIP)
+        except UcError:
+            return 0
+
+    # -- running ------------------------------------------------------------------------------
+
+    def enter_user(self, trampoline: int, rip: int, rsp: int) -> None:
+        """Drop to CPL 3 at rip/rsp by running `sysretq` at the kernel address `trampoline`."""
+        uc = self.uc
+        uc.reg_write(x86.UC_X86_REG_RCX, rip)
+        uc.reg_write(x86.UC_X86_REG_R11, USER_RFLAGS)
+        uc.reg_write(x86.UC_X86_REG_RSP, rsp)
+        self.user = False
+        self.trap = None
+        uc.emu_start(trampoline, 0, count=1)
+        if self.trap is not None:
+            raise RuntimeError(f"could not enter user mode: {self.trap}")
+        self.user = True
+
+    def run(self, count: int = 0) -> Trap | None:
+        """Run user code from the current RIP until something stops it; the trap, or None if stopped by request."""
+        self.trap = None
+        self.refused = None
+        uc = self.uc
+        try:
+            uc.emu_start(uc.reg_read(x86.UC_X86_REG_RIP), 0, 0, count)
+        except UcError as err:
+            if self.trap is None:
+                if err.errno == ucc.UC_ERR_INSN_INVALID:
+                    self.trap = Trap("invalid-opcode", self._rip_safe())
+                elif err.errno == UC_ERR_EXCEPTION and self.refused is not None:
+                    self.trap = Trap("page-fault", self._rip_safe(), fault=self.refused)
+                else:
+                    self.trap = Trap("host-error", self._rip_safe(), error=err)
+        except BaseException as exc:  # noqa: BLE001 - a hook's exception re-raised by the binding
+            if self.trap is None:
+                self.trap = Trap("host-error", self._rip_safe(), error=exc)
+        return self.trap
+
+    def stop(self) -> None:
+        """Ask the current run to stop after this instruction or hook."""
+        self.uc.emu_stop()
+
+    def reg(self, name: str) -> int:
+        """Read a register by name."""
+        return self.uc.reg_read(REG[name])
+
+    def set_reg(self, name: str, value: int) -> None:
+        """Write a register by name."""
+        self.uc.reg_write(REG[name], value & 0xFFFF_FFFF_FFFF_FFFF)

@@ -1,0 +1,124 @@
+"""Physical RAM: one flat region of host memory, handed out in 4 KiB frames.
+
+Each frame has an owner tag (what it holds) and a reference count (how many
+mappings or kernel objects use it). Running out of frames raises OutOfMemory,
+which the OS model turns into an out-of-memory kill; it is never a crash.
+"""
+
+from __future__ import annotations
+
+import enum
+import mmap
+from array import array
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+ZERO_BYTES = bytes(PAGE_SIZE)
+
+
+class Owner(enum.IntEnum):
+    """What a frame holds."""
+    FREE = 0
+    PAGE_TABLE = 1
+    ANON = 2
+    FILE = 3
+    STACK = 4
+    KERNEL = 5
+    ZERO = 6
+
+
+class OutOfMemory(Exception):
+    """No free frame is left."""
+
+
+class PhysicalMemory:
+    """Frames of emulated RAM with owner tags and reference counts.
+
+    `view` is a memoryview of the bytes and `words` the same memory as 64-bit
+    words (a page-table entry at physical address p is `words[p >> 3]`).
+    Frame 0 is never handed out, so a zero physical address always means "none".
+    """
+
+    def __init__(self, size: int):
+        if size < 16 * PAGE_SIZE or size % PAGE_SIZE:
+            raise ValueError(f"physical memory must be a multiple of 4 KiB and at least 64 KiB, not {size}")
+        self.size = size
+        self.nframes = size >> PAGE_SHIFT
+        self.mmap = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0))
+        self.view = memoryview(self.mmap)
+        self.words = self.view.cast("Q")
+        self.owner = bytearray(self.nframes)
+        self.refcount = array("I", bytes(4 * self.nframes))
+        self._free = list(range(self.nframes - 1, 0, -1))
+        self._clean = bytearray(b"\x01") * self.nframes   # 1 while the frame is still zero from the host
+        self.owner[0] = Owner.KERNEL
+        self.peak_used = 0
+
+    @property
+    def free_frames(self) -> int:
+        """How many frames are free."""
+        return len(self._free)
+
+    @property
+    def used_frames(self) -> int:
+        """How many frames are allocated (frame 0 excluded)."""
+        return self.nframes - 1 - len(self._free)
+
+    def alloc(self, owner: Owner, zero: bool = True) -> int:
+        """Take a free frame for `owner` with reference count 1; zero it unless told not to."""
+        try:
+            pfn = self._free.pop()
+        except IndexError:
+            raise OutOfMemory(f"out of physical memory ({self.nframes} frames)") from None
+        if zero and not self._clean[pfn]:
+            base = pfn << PAGE_SHIFT
+            self.view[base:base + PAGE_SIZE] = ZERO_BYTES
+        self._clean[pfn] = 0
+        self.owner[pfn] = owner
+        self.refcount[pfn] = 1
+        used = self.nframes - 1 - len(self._free)
+        if used > self.peak_used:
+            self.peak_used = used
+        return pfn
+
+    def get(self, pfn: int) -> None:
+        """Take one more reference to an allocated frame."""
+        self.refcount[pfn] += 1
+
+    def put(self, pfn: int) -> bool:
+        """Drop one reference; free the frame when none is left. True if it was freed."""
+        count = self.refcount[pfn] - 1
+        if count < 0:
+            raise AssertionError(f"frame {pfn:#x} freed twice")
+        self.refcount[pfn] = count
+        if count:
+            return False
+        self.owner[pfn] = Owner.FREE
+        self._free.append(pfn)
+        return True
+
+    def frame(self, pfn: int) -> memoryview:
+        """The 4 KiB of frame `pfn`, writable."""
+        base = pfn << PAGE_SHIFT
+        return self.view[base:base + PAGE_SIZE]
+
+    def copy_frame(self, dst: int, src: int) -> None:
+        """Copy frame `src` into frame `dst`."""
+        d, s = dst << PAGE_SHIFT, src << PAGE_SHIFT
+        self.view[d:d + PAGE_SIZE] = self.view[s:s + PAGE_SIZE]
+
+    def read(self, paddr: int, size: int) -> bytes:
+        """Bytes at a physical address."""
+        return bytes(self.view[paddr:paddr + size])
+
+    def write(self, paddr: int, data: bytes) -> None:
+        """Store bytes at a physical address."""
+        self.view[paddr:paddr + len(data)] = data
+
+    def frames_by_owner(self) -> dict[str, int]:
+        """How many frames each owner holds (free included)."""
+        counts = {o.name.lower(): 0 for o in Owner}
+        for o in Owner:
+            counts[o.name.lower()] = self.owner.count(o)
+        counts["free"] = len(self._free)
+        return counts
