@@ -3,11 +3,28 @@
 Pure: reads the file once, maps nothing.  Like xv6's exec() and Linux's
 load_elf_binary(), it looks only at the ELF header and the program headers;
 sections are irrelevant to loading.  Every malformed input raises LoadError.
+
+The header and program headers are decoded by pyelftools (ELFFile over the
+file's bytes).  Only what pyelftools cannot express is checked by hand before
+it runs: the e_ident bytes (so each gets its own message) and the bounds of
+the program header table.  Program headers are decoded with pyelftools' own
+Elf_Phdr struct rather than ELFFile.get_segment()/iter_segments(): for a
+PT_DYNAMIC (every static-PIE has one) those scan the whole section header
+table, which is slow and fails on section headers that Linux never reads.
+Sections are never touched.
 """
 from __future__ import annotations
 
+import io
 import struct
 from dataclasses import dataclass, field
+
+from elftools.common.exceptions import ELFError
+from elftools.common.utils import struct_parse
+from elftools.construct import ConstructError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.enums import ENUM_E_MACHINE, ENUM_E_TYPE, ENUM_P_TYPE_BASE
+from elftools.elf.segments import Segment as ElfSegment
 
 PAGE_SIZE = 4096
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
@@ -37,8 +54,12 @@ PF_X, PF_W, PF_R = 1, 2, 4
 PN_XNUM = 0xFFFF
 MAX_PHDRS_SIZE = 65536             # Linux refuses program header tables larger than this
 
-EHDR = struct.Struct("<16sHHIQQQIHHHHHH")  # Elf64_Ehdr, 64 bytes
-PHDR = struct.Struct("<IIQQQQQQ")           # Elf64_Phdr, 56 bytes
+EHDR_SIZE = 64                     # sizeof(Elf64_Ehdr)
+PHDR_SIZE = 56                     # sizeof(Elf64_Phdr)
+
+# What pyelftools raises on input it cannot decode (struct_parse wraps construct's errors in ELFParseError,
+# but not every path goes through it).
+ELFTOOLS_ERRORS = (ELFError, ConstructError, struct.error, ValueError, EOFError, IndexError, KeyError)
 
 
 class LoadError(Exception):
@@ -154,9 +175,10 @@ def read_file(path: str) -> bytes:
 
 def parse_image(path: str, data: bytes, base: int) -> Image:
     """The Image described by the ELF bytes `data`."""
-    (_ident, e_type, _machine, _version, e_entry, e_phoff, _shoff, _flags,
-     _ehsize, e_phentsize, e_phnum, _shentsize, _shnum, _shstrndx) = parse_header(data)
-    phdrs = parse_phdrs(data, e_phoff, e_phentsize, e_phnum)
+    elf = open_elf(data)
+    e_type = check_header(elf)
+    e_phoff, e_phentsize, e_phnum = elf["e_phoff"], elf["e_phentsize"], elf["e_phnum"]
+    phdrs = parse_phdrs(elf, len(data))
     loads = [p for p in phdrs if p.type == PT_LOAD]
     if not loads:
         raise LoadError("no loadable segments")
@@ -169,7 +191,7 @@ def parse_image(path: str, data: bytes, base: int) -> Image:
     placed = sorted(((make_segment(p, bias), p.index) for p in loads), key=lambda si: si[0].start)
     check_layout(placed)
     segments = [s for s, _ in placed]
-    entry = e_entry + bias
+    entry = elf["e_entry"] + bias
     if not any(s.prot & PROT_EXEC and s.file_start <= entry < s.end for s in segments):
         raise LoadError(f"entry point {entry:#x} is not in an executable segment")
     return Image(
@@ -190,8 +212,12 @@ def parse_image(path: str, data: bytes, base: int) -> Image:
     )
 
 
-def parse_header(data: bytes) -> tuple:
-    """The Elf64_Ehdr fields of `data`, after checking it is an x86-64 Linux executable."""
+def check_ident(data: bytes) -> None:
+    """Raise LoadError unless `data` starts with a full ELF header whose e_ident is 64-bit little-endian Linux.
+
+    Done on the raw bytes, before pyelftools sees them: it accepts any class,
+    byte order, version and OS ABI, and cannot parse a short header.
+    """
     if data[:4] != ELF_MAGIC:
         raise LoadError("not an ELF file")
     if len(data) < EI_NIDENT:
@@ -204,34 +230,67 @@ def parse_header(data: bytes) -> tuple:
         raise LoadError(f"unsupported ELF version {data[EI_VERSION]}")
     if data[EI_OSABI] not in (ELFOSABI_SYSV, ELFOSABI_GNU):
         raise LoadError(f"unsupported OS ABI {data[EI_OSABI]}")
-    if len(data) < EHDR.size:
+    if len(data) < EHDR_SIZE:
         raise LoadError("truncated ELF header")
-    fields = EHDR.unpack_from(data)
-    e_type, e_machine = fields[1], fields[2]
+
+
+def open_elf(data: bytes) -> ELFFile:
+    """A pyelftools ELFFile over `data` (header parsed, nothing else read), after check_ident."""
+    check_ident(data)
+    try:
+        elf = ELFFile(io.BytesIO(data))
+    except ELFTOOLS_ERRORS as e:
+        raise LoadError(f"bad ELF header: {one_line(e)}") from e
+    if elf.elfclass != 64 or not elf.little_endian:  # check_ident already made sure; keep pyelftools honest
+        raise LoadError("not a 64-bit little-endian ELF file")
+    return elf
+
+
+def check_header(elf: ELFFile) -> int:
+    """e_type (ET_EXEC or ET_DYN) after checking the header describes an x86-64 executable."""
+    e_type = enum_value(elf["e_type"], ENUM_E_TYPE)
+    e_machine = enum_value(elf["e_machine"], ENUM_E_MACHINE)
     if e_type not in (ET_EXEC, ET_DYN):
         raise LoadError(f"not an executable ({ET_NAMES.get(e_type, f'e_type {e_type:#x}')})")
     if e_machine != EM_X86_64:
         raise LoadError(f"not an x86-64 executable (e_machine {e_machine})")
-    return fields
+    return e_type
 
 
-def parse_phdrs(data: bytes, phoff: int, phentsize: int, phnum: int) -> list[Phdr]:
-    """The program header table at phoff, checked to lie inside the file."""
+def enum_value(value: int | str, enum: dict) -> int:
+    """The number behind a field pyelftools decoded through `enum` (it gives a name when it knows one, else the int)."""
+    return value if isinstance(value, int) else enum[value]
+
+
+def one_line(e: BaseException) -> str:
+    """A short single-line description of a pyelftools exception."""
+    text = " ".join(str(e).split())
+    return text[:120] if text else type(e).__name__
+
+
+def parse_phdrs(elf: ELFFile, file_size: int) -> list[Phdr]:
+    """The program header table at e_phoff, checked to lie inside the file."""
+    phoff, phentsize, phnum = elf["e_phoff"], elf["e_phentsize"], elf["e_phnum"]
     if phnum == 0:
         raise LoadError("no program headers")
-    if phentsize != PHDR.size:
+    if phentsize != PHDR_SIZE:
         raise LoadError(f"bad program header size {phentsize}")
     if phnum == PN_XNUM or phnum * phentsize > MAX_PHDRS_SIZE:
         raise LoadError("too many program headers")
-    if phoff + phnum * phentsize > len(data):
+    if phoff + phnum * phentsize > file_size:
         raise LoadError("truncated program headers")
-    return [read_phdr(data, phoff + i * phentsize, i) for i in range(phnum)]
+    return [read_phdr(elf, phoff + i * phentsize, i) for i in range(phnum)]
 
 
-def read_phdr(data: bytes, offset: int, index: int) -> Phdr:
-    """The Elf64_Phdr at `offset` (p_paddr is ignored, as by Linux)."""
-    p_type, p_flags, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, p_align = PHDR.unpack_from(data, offset)
-    return Phdr(index, p_type, p_flags, p_offset, p_vaddr, p_filesz, p_memsz, p_align)
+def read_phdr(elf: ELFFile, offset: int, index: int) -> Phdr:
+    """The Elf64_Phdr at `offset`, decoded by pyelftools (p_paddr is ignored, as by Linux)."""
+    try:
+        seg = ElfSegment(struct_parse(elf.structs.Elf_Phdr, elf.stream, stream_pos=offset), elf.stream)
+        p_type = enum_value(seg["p_type"], ENUM_P_TYPE_BASE)
+    except ELFTOOLS_ERRORS as e:
+        raise LoadError(f"bad program header {index}: {one_line(e)}") from e
+    return Phdr(index, p_type, seg["p_flags"], seg["p_offset"], seg["p_vaddr"],
+                seg["p_filesz"], seg["p_memsz"], seg["p_align"])
 
 
 def check_load(p: Phdr, file_size: int) -> None:

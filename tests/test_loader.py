@@ -440,6 +440,88 @@ def test_fuzzed_headers_raise_only_load_error(elf_file, compile_c):
 MIN_ADDR = 0x10000
 
 
+# --- parsing through pyelftools ---------------------------------------------------------
+
+BIG_C = r"""
+int table[300000] = {1};              /* 1.2 MB of .data: a static binary well over 1 MB */
+int main(void) { return table[0] - 1; }
+"""
+
+
+def test_numeric_messages_survive_pyelftools_names(elf_file):
+    """pyelftools decodes e_type/e_machine to names ('ET_LOPROC', 'EM_386'); the messages still give the numbers."""
+    for data, message in [(make_elf(e_type=0xff00), "not an executable (e_type 0xff00)"),
+                          (make_elf(e_type=0), "not an executable (ET_NONE)"),
+                          (make_elf(machine=3), "not an x86-64 executable (e_machine 3)"),
+                          (make_elf(machine=0x1234), "not an x86-64 executable (e_machine 4660)")]:
+        with pytest.raises(LoadError) as info:
+            load_image(elf_file(data))
+        assert str(info.value) == message
+
+
+@pytest.mark.parametrize("compiler,flags", ALL_STATIC, ids=lambda x: " ".join(x) if isinstance(x, tuple) else x)
+def test_section_headers_are_never_read(compile_c, elf_file, monkeypatch, compiler, flags):
+    """Like Linux, only the ELF and program headers matter: garbage section headers change nothing.
+
+    (A static-PIE has a PT_DYNAMIC, for which ELFFile.get_segment() would scan every section header.)
+    """
+    import elftools.elf.elffile as elffile
+    path = compile_c(compiler, flags, LAYOUT_C)
+    good = load_image(path)
+    data = bytearray(open(path, "rb").read())
+    struct.pack_into("<Q", data, 0x28, 1 << 40)                     # e_shoff far past EOF
+    struct.pack_into("<HHH", data, 0x3a, 3, 0x7777, 0x7000)          # e_shentsize, e_shnum, e_shstrndx
+    damaged = load_image(elf_file(bytes(data)))
+    assert (damaged.segments, damaged.entry, damaged.phdr, damaged.tls, damaged.load_bias) == \
+        (good.segments, good.entry, good.phdr, good.tls, good.load_bias)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the loader read a section header")
+
+    for name in ("get_section", "iter_sections", "_get_section_header", "get_segment", "iter_segments"):
+        monkeypatch.setattr(elffile.ELFFile, name, refuse)
+    assert load_image(path).segments == good.segments
+
+
+def test_pyelftools_errors_become_one_line_load_errors(elf_file, monkeypatch):
+    import loader.elf as elf
+    from elftools.common.exceptions import ELFParseError
+    from elftools.construct import FieldError
+
+    def broken(*args, **kwargs):
+        raise ELFParseError("expected 56,\nfound 3")
+
+    monkeypatch.setattr(elf, "struct_parse", broken)
+    with pytest.raises(LoadError) as info:
+        load_image(elf_file(make_elf()))
+    assert str(info.value) == "bad program header 0: expected 56, found 3"
+    monkeypatch.undo()
+
+    class Broken:
+        def __init__(self, stream):
+            raise FieldError("bad\nfield")
+
+    monkeypatch.setattr(elf, "ELFFile", Broken)
+    with pytest.raises(LoadError) as info:
+        load_image(elf_file(make_elf()))
+    assert str(info.value) == "bad ELF header: bad field"
+
+
+def test_load_image_of_a_1mb_static_binary_is_fast(compile_c):
+    """pyelftools is lazy: only the header and program headers are decoded, whatever the file size."""
+    import time
+    path = compile_c("gcc", ("-static",), BIG_C)
+    assert os.path.getsize(path) >= 1 << 20
+    load_image(path)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        image = load_image(path)
+        best = min(best, time.perf_counter() - start)
+    assert best < 0.020, f"load_image took {best * 1000:.1f} ms"
+    assert len(image.data) == os.path.getsize(path)
+
+
 # --- the initial stack ------------------------------------------------------------------
 
 TOP = 0x7ffffffff000
