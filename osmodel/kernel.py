@@ -159,7 +159,7 @@ class Kernel:
         execfn = image.path.encode()
         stack = build_stack(image, STACK_TOP, argv, envp, hashlib.sha256(seed).digest()[:16], creds, execfn, HWCAP)
         if aspace is not old:
-            old.release()
+            self.release_aspace(old, "exec")
         proc.aspace = aspace
         proc.exe = os.path.abspath(image.path)
         proc.name = os.path.basename(argv[0].decode(errors="replace")) if argv else os.path.basename(image.path)
@@ -182,10 +182,16 @@ class Kernel:
         proc.peak_resident = max(proc.peak_resident, proc.aspace.peak_resident)
         proc.table_pages = proc.aspace.pagetable.table_pages
         proc.files.close_all()
-        proc.aspace.release()
+        self.release_aspace(proc.aspace, "exit")
         self._unmap_task_record(proc)
         if proc is self.current:
             self.cpu.stop()
+
+    def release_aspace(self, aspace: AddressSpace, reason: str) -> None:
+        """Free an address space's frames and tables, and every cached translation of it."""
+        self.cpu.mmu.forget(aspace.pagetable.root)
+        aspace.release()
+        self.cpu.flush_tlb(aspace.asid, reason)
 
     def kill(self, proc: Process, signal: int, message: str = "") -> None:
         """Kill a process with a signal's default action, reporting it on stderr like a kernel log line."""

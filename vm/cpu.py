@@ -64,7 +64,7 @@ class Cpu:
 
     def __init__(self, ram: PhysicalMemory, tlb: Tlb | None = None):
         self.ram = ram
-        self.tlb = tlb or Tlb()
+        self.tlb = tlb if tlb is not None else Tlb()
         self.mmu = Mmu(ram)
         self.root = 0               # CR3: the frame of the current PML4
         self.asid = 0               # PCID of the current address space
@@ -99,6 +99,9 @@ class Cpu:
     def _tlb_fill(self, _uch, vaddr: int, access: int, entry, _data) -> bool:
         """Unicorn's TLB missed on vaddr: translate it through our TLB/MMU/fault handler."""
         try:
+            if not self.user:
+                # Only the entry trampoline runs at CPL 0; the first fill after its sysretq is at CPL 3.
+                self.user = self.uc.reg_read(x86.UC_X86_REG_CS) & 3 == 3
             acc = access - ucc.UC_MEM_READ
             vpn = vaddr >> 12
             pte = self.tlb.lookup(vpn, self.asid)
@@ -200,17 +203,13 @@ class Cpu:
     # -- running ------------------------------------------------------------------------------
 
     def enter_user(self, trampoline: int, rip: int, rsp: int) -> None:
-        """Drop to CPL 3 at rip/rsp by running `sysretq` at the kernel address `trampoline`."""
+        """Arrange for the next run to drop to CPL 3 at rip/rsp through `sysretq` at the kernel address `trampoline`."""
         uc = self.uc
         uc.reg_write(x86.UC_X86_REG_RCX, rip)
         uc.reg_write(x86.UC_X86_REG_R11, USER_RFLAGS)
         uc.reg_write(x86.UC_X86_REG_RSP, rsp)
+        uc.reg_write(x86.UC_X86_REG_RIP, trampoline)
         self.user = False
-        self.trap = None
-        uc.emu_start(trampoline, 0, count=1)
-        if self.trap is not None:
-            raise RuntimeError(f"could not enter user mode: {self.trap}")
-        self.user = True
 
     def run(self, count: int = 0) -> Trap | None:
         """Run user code from the current RIP until something stops it; the trap, or None if stopped by request."""

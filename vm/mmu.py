@@ -8,8 +8,6 @@ every level and the dirty bit on the leaf for a write.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from vm.pagetable import (KERNEL_HALF, PTE_ACCESSED, PTE_DIRTY, PTE_FRAME, PTE_NX, PTE_PRESENT,
                           PTE_USER, PTE_WRITABLE)
 from vm.ram import PAGE_SHIFT, PhysicalMemory
@@ -26,7 +24,10 @@ PF_USER = 1 << 2      # the access came from user mode (CPL 3)
 PF_RSVD = 1 << 3      # a reserved bit was set in an entry
 PF_INSTR = 1 << 4     # the access was an instruction fetch
 
-_WP_ACCESS = PTE_ACCESSED | PTE_DIRTY
+_UPPER_LEVELS = ((1, 39), (2, 30), (3, 21))
+_WRITE_BITS = PTE_ACCESSED | PTE_DIRTY
+_ACCESS_CODE = (0, PF_WRITE, PF_INSTR)
+_KEEP = ~(PTE_WRITABLE | PTE_USER | PTE_NX)
 
 
 def describe_error_code(code: int) -> str:
@@ -37,14 +38,16 @@ def describe_error_code(code: int) -> str:
     return f"{who} {what}, {why}"
 
 
-@dataclass
 class PageFault(Exception):
-    """A failed translation: the address, the x86 error code, and whether it was a #GP."""
-    vaddr: int
-    error_code: int
-    access: int
-    noncanonical: bool = False
-    levels: int = 0
+    """A failed translation: the address, the x86 error code, the access, whether it was a #GP, levels read."""
+
+    def __init__(self, vaddr: int, error_code: int, access: int, noncanonical: bool = False, levels: int = 0):
+        super().__init__(vaddr, error_code)
+        self.vaddr = vaddr
+        self.error_code = error_code
+        self.access = access
+        self.noncanonical = noncanonical
+        self.levels = levels
 
     def __str__(self) -> str:
         if self.noncanonical:
@@ -60,43 +63,75 @@ class Mmu:
         self.words = ram.words
         self.walks = 0
         self.levels_read = 0
+        # Paging-structure cache: (root, vaddr >> 21) -> (PT word base, W|U allowed above, NX above).
+        # Upper-level entries only change when a whole tree is freed (see forget).
+        self.pde_cache: dict[int, tuple[int, int, int]] = {}
 
     def walk(self, root: int, vaddr: int, access: int, user: bool) -> tuple[int, int]:
-        """Translate vaddr under the PML4 in frame `root`: (leaf word index, leaf entry) or raise PageFault."""
+        """Translate vaddr under the PML4 in frame `root`: (leaf word index, leaf entry) or raise PageFault.
+
+        The entry handed back carries the walk's effective permission: W and U only if every
+        level grants them, NX if any level sets it. A hit in the paging-structure cache skips
+        the upper three levels, as on real cores.
+        """
         self.walks += 1
-        code = (PF_USER if user else 0) | (PF_WRITE if access == ACCESS_WRITE else 0) \
-            | (PF_INSTR if access == ACCESS_FETCH else 0)
         top = vaddr >> 47
-        if top != 0 and top != 0x1FFFF:
-            raise PageFault(vaddr, code, access, noncanonical=True)
+        if top and top != 0x1FFFF:
+            raise self._fault(vaddr, access, user, 0, 0, noncanonical=True)
         words = self.words
-        table = root
-        allow = PTE_WRITABLE | PTE_USER
-        nx = 0
-        levels = 0
-        for shift in (39, 30, 21, 12):
-            i = (table << 9) | ((vaddr >> shift) & 0x1FF)
-            e = words[i]
-            levels += 1
-            if not e & PTE_PRESENT:
-                self.levels_read += levels
-                raise PageFault(vaddr, code, access, levels=levels)
-            allow &= e
-            nx |= e & PTE_NX
-            if shift != 12:
-                if not e & PTE_ACCESSED:
-                    words[i] = e | PTE_ACCESSED
-                table = (e & PTE_FRAME) >> PAGE_SHIFT
-        self.levels_read += levels
+        key = (root << 36) | (vaddr >> 21)
+        cached = self.pde_cache.get(key)
+        if cached is None:
+            cached = self._walk_upper(root, vaddr, access, user, key)
+        base, allow, nx = cached
+        i = base | ((vaddr >> 12) & 0x1FF)
+        e = words[i]
+        self.levels_read += 1
+        if not e & PTE_PRESENT:
+            raise self._fault(vaddr, access, user, 0, 4)
+        allow &= e
+        nx |= e & PTE_NX
         if (user and not allow & PTE_USER) or (access == ACCESS_WRITE and not allow & PTE_WRITABLE) \
                 or (access == ACCESS_FETCH and nx):
-            raise PageFault(vaddr, code | PF_PRESENT, access, levels=levels)
-        want = _WP_ACCESS if access == ACCESS_WRITE else PTE_ACCESSED
+            raise self._fault(vaddr, access, user, PF_PRESENT, 4)
+        want = _WRITE_BITS if access == ACCESS_WRITE else PTE_ACCESSED
         if e & want != want:
             e |= want
             words[i] = e
-        # The effective W/U of the walk, folded into the entry we hand back (NX likewise).
-        return i, (e & ~(PTE_WRITABLE | PTE_USER)) | allow | nx
+        return i, (e & _KEEP) | allow | nx
+
+    def _walk_upper(self, root: int, vaddr: int, access: int, user: bool, key: int) -> tuple[int, int, int]:
+        """Walk PML4, PDPT and PD for vaddr, setting accessed bits; cache and return (PT word base, W|U allowed, NX)."""
+        words = self.words
+        base = root << 9
+        allow = PTE_WRITABLE | PTE_USER
+        nx = 0
+        for level, shift in _UPPER_LEVELS:
+            i = base | ((vaddr >> shift) & 0x1FF)
+            e = words[i]
+            self.levels_read += 1
+            if not e & PTE_PRESENT:
+                raise self._fault(vaddr, access, user, 0, level)
+            if not e & PTE_ACCESSED:
+                e |= PTE_ACCESSED
+                words[i] = e
+            allow &= e
+            nx |= e & PTE_NX
+            base = (e & PTE_FRAME) >> 3          # the next table's first word index
+        cached = (base, allow, nx)
+        self.pde_cache[key] = cached
+        return cached
+
+    def forget(self, root: int) -> None:
+        """Drop the paging-structure cache entries of the tree at `root` (its tables are being freed)."""
+        for key in [k for k in self.pde_cache if k >> 36 == root]:
+            del self.pde_cache[key]
+
+    @staticmethod
+    def _fault(vaddr: int, access: int, user: bool, present: int, levels: int, noncanonical: bool = False) -> PageFault:
+        """The PageFault for a failed walk, with its x86 error code."""
+        code = present | (PF_USER if user else 0) | _ACCESS_CODE[access]
+        return PageFault(vaddr, code, access, noncanonical, levels)
 
 
 def is_kernel_address(vaddr: int) -> bool:
