@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import capstone
 
 from osmodel.signals import EXCEPTION_NAMES, signal_name
-from vm.mmu import ACCESS_NAMES, PF_PRESENT, PF_USER, PageFault
+from vm.mmu import ACCESS_FETCH, ACCESS_NAMES, PF_PRESENT, PF_USER, PageFault
 
 if TYPE_CHECKING:
     from osmodel.kernel import Kernel
@@ -18,6 +18,51 @@ if TYPE_CHECKING:
 __all__ = ["signal_name", "describe_fault", "describe_exception", "internal_error", "instruction"]
 
 _disasm = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+_decoder = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+_decoder.detail = True
+_STRING_OPS = {"movs": ("rsi", "rdi"), "stos": ("rdi",), "lods": ("rsi",), "scas": ("rdi",), "cmps": ("rsi", "rdi")}
+
+
+def fault_address(kernel: Kernel, proc: Process, rip: int, fault: PageFault) -> int:
+    """The exact faulting address (CR2). Unicorn reports only the page, so decode the instruction at rip
+    and compute its memory operands' effective addresses from the registers; the one in the faulting
+    page is the address. Falls back to the page address when nothing matches."""
+    page = fault.vaddr
+    if fault.access == ACCESS_FETCH:
+        return rip if page <= rip < page + 4096 else page
+    code = kernel.peek(proc, rip, 16)
+    reg = kernel.cpu.reg
+    for insn in _decoder.disasm(code, rip, 1):
+        candidates = []
+        for op in insn.operands:
+            if op.type != capstone.x86.X86_OP_MEM:
+                continue
+            m = op.mem
+            addr = m.disp
+            if m.base:
+                name = insn.reg_name(m.base)
+                addr += insn.address + insn.size if name == "rip" else reg(name)
+            if m.index:
+                addr += reg(insn.reg_name(m.index)) * m.scale
+            if m.segment and insn.reg_name(m.segment) in ("fs", "gs"):
+                addr += reg(insn.reg_name(m.segment) + "_base")
+            candidates.append(addr)
+        for prefix, regs in _STRING_OPS.items():
+            if insn.mnemonic.split()[-1].startswith(prefix):
+                candidates += [reg(r) for r in regs]
+        if insn.mnemonic.startswith("push") or insn.mnemonic.startswith("call"):
+            candidates.append(reg("rsp") - 8)
+        if insn.mnemonic.startswith("pop") or insn.mnemonic.startswith("ret"):
+            candidates.append(reg("rsp"))
+        for addr in candidates:
+            addr &= (1 << 64) - 1
+            if page <= addr < page + 4096:
+                return addr
+        # An access that starts in the page before and spills into this one.
+        for addr in candidates:
+            if page - 64 < addr < page:
+                return page
+    return page
 
 
 def instruction(kernel: Kernel, proc: Process, rip: int) -> str:
@@ -35,6 +80,7 @@ def instruction(kernel: Kernel, proc: Process, rip: int) -> str:
 def describe_fault(kernel: Kernel, proc: Process, fault: PageFault, error: object, rip: int) -> str:
     """'user write to 0x401136 (present, read-only, text) at 0x401a2e <main+0x1e>: mov ...'."""
     at = instruction(kernel, proc, rip)
+    address = fault_address(kernel, proc, rip, fault)
     if fault.noncanonical:
         return f"general protection fault: non-canonical address {fault.vaddr:#x} at {at}"
     who = "user" if fault.error_code & PF_USER else "supervisor"
@@ -50,7 +96,7 @@ def describe_fault(kernel: Kernel, proc: Process, fault: PageFault, error: objec
     else:
         why = "not present"
     region = str(error) if error is not None else "none"
-    return f"{who} {ACCESS_NAMES[fault.access]} to {fault.vaddr:#x} ({why}, {region}) at {at}"
+    return f"{who} {ACCESS_NAMES[fault.access]} to {address:#x} ({why}, {region}) at {at}"
 
 
 def describe_exception(kernel: Kernel, proc: Process, intno: int, rip: int) -> str:

@@ -236,8 +236,11 @@ class Cpu:
         self.uc.emu_stop()
 
     def reg(self, name: str) -> int:
-        """Read a register by name."""
-        return self.uc.reg_read(REG[name])
+        """Read a register by name ('rax', 'eax', 'fs_base', ...)."""
+        reg_id = REG.get(name)
+        if reg_id is None:
+            reg_id = getattr(x86, f"UC_X86_REG_{name.upper()}")
+        return self.uc.reg_read(reg_id)
 
     def set_reg(self, name: str, value: int) -> None:
         """Write a register by name."""
