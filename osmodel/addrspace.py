@@ -109,6 +109,7 @@ class AddressSpace:
         self.mmap_base = MMAP_BASE
         self.resident = 0
         self.peak_resident = 0
+        self.users = 1                 # processes running in it (a vfork child shares its parent's)
 
     # -- regions ---------------------------------------------------------------------------
 
@@ -232,6 +233,29 @@ class AddressSpace:
                 words[slot] = new
                 changed.append(vaddr)
         return changed
+
+    def copy_into(self, child: AddressSpace) -> None:
+        """Fork: give child the same regions and a copy of the page tables, sharing every frame.
+
+        Private writable pages lose W in both tables (copy-on-write); shared mappings keep it.
+        Each shared frame gains a reference. The caller flushes this space's stale TLB entries.
+        """
+        child.regions = [replace(r) for r in self.regions]
+        child._starts = list(self._starts)
+        child.brk_start, child.brk = self.brk_start, self.brk
+        child.stack_limit, child.stack_top, child.mmap_base = self.stack_limit, self.stack_top, self.mmap_base
+        words = self.pagetable.words
+        get = self.ram.get
+        for region in self.regions:
+            cow = region.prot & PROT_WRITE and not region.shared
+            for vaddr, slot, pte in self.pagetable.leaves(region.start, region.end):
+                if cow and pte & PTE_WRITABLE:
+                    pte &= ~PTE_WRITABLE
+                    words[slot] = pte
+                get((pte & PTE_FRAME) >> PAGE_SHIFT)
+                child.pagetable.set(vaddr, pte)
+                child.resident += 1
+        child.peak_resident = child.resident
 
     def release(self) -> None:
         """Unmap everything in the user half and free the page tables (the address space dies)."""

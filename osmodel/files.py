@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import stat as statmod
 import struct
 from dataclasses import dataclass, field
@@ -29,57 +30,193 @@ class SysError(Exception):
 
 def pack_stat(st: os.stat_result) -> bytes:
     """A struct stat in the x86-64 Linux layout (144 bytes)."""
+    ns = lambda v: (v or 0) % 10**9  # noqa: E731 - a synthetic stat_result has no nanoseconds
     return struct.pack("<QQQIIIiQqqqQQQQQQ24x",
                        st.st_dev, st.st_ino, st.st_nlink, st.st_mode, st.st_uid, st.st_gid, 0,
-                       getattr(st, "st_rdev", 0), st.st_size, st.st_blksize, st.st_blocks,
-                       int(st.st_atime), st.st_atime_ns % 10**9,
-                       int(st.st_mtime), st.st_mtime_ns % 10**9,
-                       int(st.st_ctime), st.st_ctime_ns % 10**9)
+                       getattr(st, "st_rdev", 0) or 0, st.st_size, getattr(st, "st_blksize", 4096) or 4096,
+                       getattr(st, "st_blocks", 0) or 0,
+                       int(st.st_atime), ns(st.st_atime_ns), int(st.st_mtime), ns(st.st_mtime_ns),
+                       int(st.st_ctime), ns(st.st_ctime_ns))
+
+
+class Block(Exception):
+    """The call has to wait: the process sleeps on `channel` and the call restarts when it is woken."""
+
+    def __init__(self, channel: object):
+        super().__init__(channel)
+        self.channel = channel
+
+
+POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
 
 
 class File:
-    """An open file description backed by a host descriptor; shared by dup'ed and inherited descriptors."""
+    """An open file description, shared by dup'ed and inherited descriptors. Subclasses say what it is."""
 
-    def __init__(self, hostfd: int, path: str, flags: int):
-        self.hostfd = hostfd
+    def __init__(self, path: str, flags: int):
         self.path = path
         self.flags = flags & ~O_CLOEXEC
         self.refs = 0
 
     def read(self, size: int) -> bytes:
-        """Up to size bytes from the current position."""
-        return os.read(self.hostfd, size)
+        """Up to size bytes from the current position (may raise Block)."""
+        raise SysError(errno.EINVAL)
+
+    def write(self, data: bytes) -> int:
+        """Write data; the number of bytes written (may raise Block)."""
+        raise SysError(errno.EINVAL)
 
     def pread(self, size: int, offset: int) -> bytes:
         """Up to size bytes at offset."""
-        return os.pread(self.hostfd, size, offset)
-
-    def write(self, data: bytes) -> int:
-        """Write data; the number of bytes written."""
-        return os.write(self.hostfd, data)
+        raise SysError(errno.ESPIPE)
 
     def lseek(self, offset: int, whence: int) -> int:
         """Move the position; the new position."""
-        return os.lseek(self.hostfd, offset, whence)
+        raise SysError(errno.ESPIPE)
 
     def stat(self) -> os.stat_result:
-        """The host's fstat of this file."""
-        return os.fstat(self.hostfd)
+        """What fstat reports."""
+        raise SysError(errno.EINVAL)
 
     def isatty(self) -> bool:
         """Whether this is a terminal."""
-        return os.isatty(self.hostfd)
+        return False
 
     def is_directory(self) -> bool:
         """Whether this is a directory."""
-        return statmod.S_ISDIR(self.stat().st_mode)
+        return False
+
+    def poll(self, events: int) -> int:
+        """Which of `events` (POLL*) are ready now, plus POLLERR/POLLHUP."""
+        return events & (POLLIN | POLLOUT)
 
     def release(self) -> None:
-        """The last descriptor went away: close the host descriptor."""
+        """The last descriptor went away."""
+
+
+class HostFile(File):
+    """A file of the host, through a host descriptor that belongs to this File alone."""
+
+    def __init__(self, hostfd: int, path: str, flags: int):
+        super().__init__(path, flags)
+        self.hostfd = hostfd
+        self.dir_entries: list[os.DirEntry] | None = None   # getdents64's snapshot of a directory
+        self.dir_pos = 0
+
+    def read(self, size: int) -> bytes:
+        return os.read(self.hostfd, size)
+
+    def pread(self, size: int, offset: int) -> bytes:
+        return os.pread(self.hostfd, size, offset)
+
+    def write(self, data: bytes) -> int:
+        return os.write(self.hostfd, data)
+
+    def lseek(self, offset: int, whence: int) -> int:
+        pos = os.lseek(self.hostfd, offset, whence)
+        if self.dir_entries is not None and whence == os.SEEK_SET:
+            self.dir_pos = offset
+        return pos
+
+    def stat(self) -> os.stat_result:
+        return os.fstat(self.hostfd)
+
+    def isatty(self) -> bool:
+        return os.isatty(self.hostfd)
+
+    def is_directory(self) -> bool:
+        return statmod.S_ISDIR(self.stat().st_mode)
+
+    def poll(self, events: int) -> int:
+        p = select.poll()
+        p.register(self.hostfd, events)
+        ready = p.poll(0)
+        return ready[0][1] if ready else 0
+
+    def release(self) -> None:
         try:
             os.close(self.hostfd)
         except OSError:
             pass
+
+
+PIPE_CAPACITY = 65536   # Linux's default pipe buffer
+PIPE_BUF = 4096         # writes up to this size are atomic
+
+
+class Pipe:
+    """A pipe's buffer and how many read and write ends are open. Sleepers wait on the Pipe itself."""
+
+    def __init__(self, wakeup):
+        self.buffer = bytearray()
+        self.readers = 0
+        self.writers = 0
+        self.wakeup = wakeup      # wakes every process sleeping on a channel
+
+
+class PipeEnd(File):
+    """One end of a pipe."""
+
+    def __init__(self, pipe: Pipe, reading: bool, flags: int):
+        super().__init__("pipe:", flags | (os.O_RDONLY if reading else os.O_WRONLY))
+        self.pipe = pipe
+        self.reading = reading
+        if reading:
+            pipe.readers += 1
+        else:
+            pipe.writers += 1
+        self.ino = id(pipe) & 0xFFFFFFF
+
+    def read(self, size: int) -> bytes:
+        pipe = self.pipe
+        if not self.reading:
+            raise SysError(errno.EBADF)
+        if pipe.buffer:
+            data = bytes(pipe.buffer[:size])
+            del pipe.buffer[:size]
+            pipe.wakeup(pipe)
+            return data
+        if pipe.writers == 0:
+            return b""
+        if self.flags & os.O_NONBLOCK:
+            raise SysError(errno.EAGAIN)
+        raise Block(pipe)
+
+    def write(self, data: bytes) -> int:
+        pipe = self.pipe
+        if self.reading:
+            raise SysError(errno.EBADF)
+        if pipe.readers == 0:
+            raise SysError(errno.EPIPE)
+        room = PIPE_CAPACITY - len(pipe.buffer)
+        if room == 0 or (len(data) <= PIPE_BUF and room < len(data)):
+            if self.flags & os.O_NONBLOCK:
+                raise SysError(errno.EAGAIN)
+            raise Block(pipe)
+        chunk = data[:room]
+        pipe.buffer += chunk
+        pipe.wakeup(pipe)
+        return len(chunk)
+
+    def stat(self) -> os.stat_result:
+        mode = statmod.S_IFIFO | 0o600
+        return os.stat_result((mode, self.ino, 0x0C, 1, os.getuid(), os.getgid(), 0, 0, 0, 0))
+
+    def poll(self, events: int) -> int:
+        pipe = self.pipe
+        if self.reading:
+            ready = events & POLLIN if pipe.buffer else 0
+            return ready | (POLLHUP if pipe.writers == 0 else 0)
+        if pipe.readers == 0:
+            return POLLERR
+        return events & POLLOUT if len(pipe.buffer) < PIPE_CAPACITY else 0
+
+    def release(self) -> None:
+        if self.reading:
+            self.pipe.readers -= 1
+        else:
+            self.pipe.writers -= 1
+        self.pipe.wakeup(self.pipe)
 
 
 class MappedFile:
@@ -137,3 +274,26 @@ class FdTable:
         """Close every descriptor."""
         for fd in list(self.slots):
             self.close(fd)
+
+    def close_on_exec(self) -> None:
+        """Close the descriptors marked close-on-exec (execve)."""
+        for fd, (_file, cloexec) in list(self.slots.items()):
+            if cloexec:
+                self.close(fd)
+
+    def copy(self) -> FdTable:
+        """A table with the same open files (fork): each File gains a reference."""
+        table = FdTable()
+        for fd, (file, cloexec) in self.slots.items():
+            file.refs += 1
+            table.slots[fd] = (file, cloexec)
+        return table
+
+    def set_cloexec(self, fd: int, cloexec: bool) -> None:
+        """Set or clear FD_CLOEXEC on fd."""
+        self.slots[fd] = (self.get(fd), cloexec)
+
+    def cloexec(self, fd: int) -> bool:
+        """Whether fd is close-on-exec."""
+        self.get(fd)
+        return self.slots[fd][1]

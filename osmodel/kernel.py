@@ -9,6 +9,7 @@ calls to `osmodel.syscall.dispatch`, and anything fatal ends in `kill` with a re
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import random
@@ -24,19 +25,23 @@ from osmodel import report
 from osmodel.addrspace import (PROT_EXEC, PROT_READ, PROT_WRITE, STACK_INITIAL, STACK_TOP, AddressSpace, Region,
                                page_down, page_up)
 from osmodel.fault import OOM, SEGV, FaultHandler, Resolution, Segv
-from osmodel.files import FdTable, File
-from osmodel.process import ZOMBIE, Process
-from osmodel.signals import SIGKILL, SIGSEGV, signal_for_interrupt
+from osmodel.files import FdTable, HostFile, SysError
+from osmodel.process import RUNNABLE, SIG_DFL, SIG_IGN, SLEEPING, ZOMBIE, Process
+from osmodel.signals import IGNORED_BY_DEFAULT, SIGCHLD, SIGKILL, SIGSEGV, signal_for_interrupt
 from vm.cpu import SYSRETQ, Cpu, Trap
 from vm.mmu import ACCESS_READ, ACCESS_WRITE, PF_PRESENT, PF_WRITE, PageFault
 from vm.pagetable import PTE_FRAME, PTE_GLOBAL, PTE_NX, PTE_PRESENT, PTE_WRITABLE, PageTable
 from vm.ram import PAGE_SHIFT, PAGE_SIZE, Owner, OutOfMemory, PhysicalMemory
 from vm.tlb import Tlb
+from unicorn import x86_const as x86
 
 KERNEL_TEXT = 0xFFFF_FFFF_8100_0000   # where Linux keeps kernel text; our syscall-return page
 DIRECT_MAP = 0xFFFF_8880_0000_0000    # kernel frames (task records) mapped at DIRECT_MAP + paddr
 HWCAP = 0x178BFBFF                    # CPUID.1:EDX of the emulated core, as Linux reports it
 TASK_RECORD = struct.Struct("<QQQQ16s")  # pid, ppid, cr3, state, comm
+BINPRM_BUF_SIZE = 256                 # how much of a file execve reads to recognise it (#! line limit)
+MAX_INTERP_DEPTH = 4                  # nested #! interpreters, as Linux
+SYSCALL_INSN_SIZE = 2
 
 
 @dataclass
@@ -48,6 +53,7 @@ class Config:
     tlb_entries: int = 1536
     tlb_ways: int = 12
     tlb_policy: str = "lru"
+    quantum: int = 1_000_000              # instructions a process runs before another runnable one gets the CPU
     strace: TextIO | None = None
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
 
@@ -75,6 +81,9 @@ class Kernel:
         self.fault_observers: list[Callable[[Process, PageFault, Resolution | None, object], None]] = []
         self.random = random.Random(self.config.seed)   # getrandom's bytes: repeatable per --seed
         self.doing = ""                                   # what the kernel is handling, for error reports
+        self.reaped: list[Process] = []                   # processes that are gone, for statistics
+        self.context_switches = 0
+        self.deadlocked = False
         self._map_kernel_half()
 
     # -- boot ---------------------------------------------------------------------------------
@@ -114,84 +123,207 @@ class Kernel:
     def spawn(self, path: str, argv: list[bytes], envp: list[bytes], stdio: tuple[int, int, int] = (0, 1, 2)) -> Process:
         """Create pid 1 running `path` with the given standard descriptors; LoadError if it cannot load."""
         image = load_image(path)
-        pid = self.next_pid
-        self.next_pid += 1
         files = FdTable()
         for fd, host in enumerate(stdio):
             try:
-                files.place(fd, File(os.dup(host), f"<fd {host}>", os.O_RDWR))
+                files.place(fd, HostFile(os.dup(host), f"<fd {host}>", os.O_RDWR))
             except OSError:
                 pass
-        proc = Process(pid=pid, ppid=0, aspace=self._new_aspace(pid), files=files, cwd=os.getcwd())
-        self.processes[pid] = proc
+        proc = self._new_process(ppid=0, aspace=None, files=files, cwd=os.getcwd())
+        proc.pgid = proc.sid = proc.pid
         self.exec_image(proc, image, argv, envp)
-        self._map_task_record(proc)
         self.current = proc
         self.cpu.switch_to(proc.aspace.pagetable.root, proc.aspace.asid)
         self.cpu.enter_user(KERNEL_TEXT, proc.resume_rip, self.cpu.reg("rsp"))
         proc.resume_rip = None
         return proc
 
+    def _new_process(self, ppid: int, aspace: AddressSpace | None, files: FdTable, cwd: str) -> Process:
+        """A process with the next pid, its task record mapped in the kernel half."""
+        pid = self.next_pid
+        self.next_pid += 1
+        proc = Process(pid=pid, ppid=ppid, aspace=aspace or self._new_aspace(pid), files=files, cwd=cwd)
+        self.processes[pid] = proc
+        self._map_task_record(proc)
+        return proc
+
     def _new_aspace(self, pid: int) -> AddressSpace:
         """An empty address space sharing the kernel half, tagged with the pid as its address-space id."""
         aspace = AddressSpace(self.ram, self.kernel_pt.root, asid=pid & 0xFFF)
         aspace.stack_limit = self.config.stack_limit
+        self.cpu.flush_tlb(aspace.asid, "new address space")   # the asid may have been used before
         return aspace
 
     def exec_image(self, proc: Process, image: Image, argv: list[bytes], envp: list[bytes]) -> None:
-        """Replace proc's memory with `image`: regions for each segment, bss, stack; the initial stack written."""
+        """Replace proc's memory with `image`: regions for each segment, bss, stack; the initial stack written.
+
+        Raises LoadError (leaving proc untouched) if the image needs an interpreter or the arguments do not fit.
+        """
+        if image.interp:
+            raise LoadError(f"dynamically linked (interpreter {image.interp}): only static programs run yet")
+        proc.exec_count += 1
+        seed = f"{self.config.seed}:{proc.pid}:{proc.exec_count}".encode()
+        creds = Credentials(os.getuid(), os.geteuid(), os.getgid(), os.getegid())
+        stack = build_stack(image, STACK_TOP, argv, envp, hashlib.sha256(seed).digest()[:16], creds,
+                            image.path.encode(), HWCAP)
         old = proc.aspace
-        aspace = self._new_aspace(proc.pid) if old.regions else old
+        aspace = self._new_aspace(proc.pid) if old.regions or old.users > 1 else old
         for seg in image.segments:
-            file_top = page_up(seg.file_end) if seg.file_end > seg.start else seg.start
-            file_top = min(file_top, seg.end)
+            file_top = min(page_up(seg.file_end) if seg.file_end > seg.start else seg.start, seg.end)
             if file_top > seg.start:
                 aspace.add(Region(seg.start, file_top, seg.prot, seg.kind, backing=image, offset=seg.offset,
                                   file_start=seg.start, file_end=seg.file_end, name=os.path.abspath(image.path)))
             if seg.end > file_top:
                 aspace.add(Region(file_top, seg.end, seg.prot, "bss"))
         aspace.brk_start = aspace.brk = image.brk_start
+        aspace.stack_limit = old.stack_limit
         stack_prot = PROT_READ | PROT_WRITE | (PROT_EXEC if image.stack_exec else 0)
         aspace.add(Region(STACK_TOP - STACK_INITIAL, STACK_TOP, stack_prot, "stack"))
-        proc.exec_count += 1
-        seed = f"{self.config.seed}:{proc.pid}:{proc.exec_count}".encode()
-        creds = Credentials(os.getuid(), os.geteuid(), os.getgid(), os.getegid())
-        execfn = image.path.encode()
-        stack = build_stack(image, STACK_TOP, argv, envp, hashlib.sha256(seed).digest()[:16], creds, execfn, HWCAP)
         if aspace is not old:
             self.release_aspace(old, "exec")
         proc.aspace = aspace
         proc.exe = os.path.abspath(image.path)
-        proc.name = os.path.basename(argv[0].decode(errors="replace")) if argv else os.path.basename(image.path)
+        proc.name = os.path.basename(argv[0].decode(errors="replace")) if argv and argv[0] else \
+            os.path.basename(image.path)
         proc.symbols = Symbols(image.path, image.load_bias)
+        self._write_task_record(proc)
         self.copyout(proc, stack.sp, stack.data)
-        cpu = self.cpu
-        for name in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13",
-                     "r14", "r15", "fs_base", "gs_base"):
-            cpu.set_reg(name, 0)
-        cpu.set_reg("rsp", stack.sp)
+        self.cpu.reset_user_state(stack.sp)
         proc.resume_rip = image.entry
+        if proc is self.current:
+            self.cpu.switch_to(aspace.pagetable.root, aspace.asid)
+
+    def execve(self, proc: Process, path: str, argv: list[bytes], envp: list[bytes], depth: int = 0) -> None:
+        """The execve system call: run `path` (an ELF or a #! script) in proc, or raise SysError leaving it intact."""
+        if not os.path.exists(path):
+            raise SysError(errno.ENOENT)
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            raise SysError(errno.EACCES)
+        with open(path, "rb") as f:
+            head = f.read(BINPRM_BUF_SIZE)
+        if head.startswith(b"#!"):
+            if depth >= MAX_INTERP_DEPTH:
+                raise SysError(errno.ELOOP)
+            line = head[2:].split(b"\n", 1)[0].strip()
+            if not line:
+                raise SysError(errno.ENOEXEC)
+            interp, _, arg = line.replace(b"\t", b" ").partition(b" ")
+            arg = arg.strip()
+            new_argv = [interp] + ([arg] if arg else []) + [os.fsencode(path)] + argv[1:]
+            target = os.fsdecode(interp)
+            if not target.startswith("/"):
+                target = os.path.join(proc.cwd, target)
+            return self.execve(proc, target, new_argv, envp, depth + 1)
+        try:
+            image = load_image(path)
+            self.exec_image(proc, image, argv, envp)
+        except LoadError as err:
+            raise SysError(errno.E2BIG if "too long" in str(err) else errno.ENOEXEC) from None
+        proc.files.close_on_exec()
+        for sig in list(proc.sigactions):
+            if proc.handler(sig) != SIG_IGN:
+                del proc.sigactions[sig]
+        self.end_vfork(proc)
+        self.cpu.stop()
+
+    def fork(self, parent: Process, flags: int, stack: int, tls: int, share_vm: bool) -> Process:
+        """A copy of parent (fork), or with share_vm a child on the parent's address space (vfork).
+
+        A fork copies the page tables, not the pages: private writable pages become read-only
+        in both, and their frames gain a reference; the first write to one is a COW fault.
+        """
+        if share_vm:
+            aspace = parent.aspace
+            aspace.users += 1
+        else:
+            aspace = self._new_aspace(self.next_pid)
+            parent.aspace.copy_into(aspace)
+            self.cpu.flush_tlb(parent.aspace.asid, "copy-on-write")
+        child = self._new_process(parent.pid, aspace, parent.files.copy(), parent.cwd)
+        child.pgid, child.sid = parent.pgid, parent.sid
+        child.umask, child.rlimits = parent.umask, dict(parent.rlimits)
+        child.exe, child.name, child.symbols = parent.exe, parent.name, parent.symbols
+        child.sigactions, child.sigmask = dict(parent.sigactions), parent.sigmask
+        ctx = self.cpu.uc.context_save()
+        ctx.reg_write(x86.UC_X86_REG_RAX, 0)
+        ctx.reg_write(x86.UC_X86_REG_RIP, self.cpu.reg("rip") + SYSCALL_INSN_SIZE)
+        if stack:
+            ctx.reg_write(x86.UC_X86_REG_RSP, stack)
+        if tls:
+            ctx.reg_write(x86.UC_X86_REG_FS_BASE, tls)
+        child.context = ctx
+        self._write_task_record(child)
+        if share_vm:
+            child.vfork_parent = parent
+            self.sleep(parent, child, "vfork")
+        return child
+
+    def end_vfork(self, child: Process) -> None:
+        """The vfork child execs or exits: its parent may run again."""
+        if child.vfork_parent is not None:
+            child.vfork_parent = None
+            self.wakeup(child)
 
     def exit(self, proc: Process, code: int | None = None, signal: int | None = None) -> None:
-        """End a process: release its memory and descriptors, keep it as a zombie with its status."""
+        """End a process: release its memory and descriptors, hand its children to init, leave a zombie."""
         if not proc.alive:
             return
         proc.exit_code = code
         proc.killed_by = signal
         proc.state = ZOMBIE
+        proc.channel = None
         proc.peak_resident = max(proc.peak_resident, proc.aspace.peak_resident)
         proc.table_pages = proc.aspace.pagetable.table_pages
         proc.files.close_all()
         self.release_aspace(proc.aspace, "exit")
-        self._unmap_task_record(proc)
+        self.end_vfork(proc)
+        for child in self.processes.values():
+            if child.ppid == proc.pid:
+                child.ppid = 1
+        self._write_task_record(proc)
+        parent = self.processes.get(proc.ppid)
+        if parent is not None and parent.handler(SIGCHLD) == SIG_IGN:
+            self.reap(proc)              # SIGCHLD ignored: no zombie (POSIX.1-2001)
+        elif parent is not None:
+            self.wakeup(parent)
         if proc is self.current:
             self.cpu.stop()
 
+    def reap(self, proc: Process) -> None:
+        """Forget a zombie: its pid and task record go; its fault counts go to the parent's children total."""
+        parent = self.processes.get(proc.ppid)
+        if parent is not None:
+            parent.child_fault_counts.update(proc.fault_counts)
+            parent.child_fault_counts.update(proc.child_fault_counts)
+        self._unmap_task_record(proc)
+        self.reaped.append(proc)
+        del self.processes[proc.pid]
+
     def release_aspace(self, aspace: AddressSpace, reason: str) -> None:
-        """Free an address space's frames and tables, and every cached translation of it."""
+        """Drop one user of an address space; the last one frees its frames, tables and cached translations."""
+        aspace.users -= 1
+        if aspace.users > 0:
+            return
         self.cpu.mmu.forget(aspace.pagetable.root)
         aspace.release()
         self.cpu.flush_tlb(aspace.asid, reason)
+
+    def signal(self, proc: Process, sig: int, sender: Process | None = None) -> None:
+        """Send sig to proc: the default action (terminate or ignore) unless blocked or handled, then it pends."""
+        if sig == 0 or not proc.alive:
+            return
+        bit = 1 << (sig - 1)
+        if sig != SIGKILL:
+            handler = proc.handler(sig)
+            if handler == SIG_IGN or (handler == SIG_DFL and sig in IGNORED_BY_DEFAULT):
+                return
+            if proc.sigmask & bit or handler != SIG_DFL:
+                proc.pending |= bit      # delivery to handlers is not implemented: it stays pending
+                return
+        if proc.pid == 1:
+            by = f" (sent by pid {sender.pid})" if sender is not None and sender is not proc else ""
+            print(f"run-elf: pid 1 killed by {report.signal_name(sig)}{by}", file=self.config.stderr, flush=True)
+        self.exit(proc, signal=sig)
 
     def kill(self, proc: Process, signal: int, message: str = "") -> None:
         """Kill a process with a signal's default action, reporting it on stderr like a kernel log line."""
@@ -199,6 +331,54 @@ class Kernel:
             print(f"run-elf: pid {proc.pid} killed by {report.signal_name(signal)}: {message}",
                   file=self.config.stderr, flush=True)
         self.exit(proc, signal=signal)
+
+    def children(self, proc: Process) -> list[Process]:
+        """proc's children, in pid order."""
+        return [p for p in self.processes.values() if p.ppid == proc.pid]
+
+    # -- scheduling ------------------------------------------------------------------------------
+
+    def sleep(self, proc: Process, channel: object, what: str) -> None:
+        """Put proc to sleep on channel until a wakeup(channel)."""
+        proc.state = SLEEPING
+        proc.channel = channel
+        proc.sleeping_in = what
+        if proc is self.current:
+            self.cpu.stop()
+
+    def wakeup(self, channel: object) -> None:
+        """Make every process sleeping on channel runnable."""
+        for p in self.processes.values():
+            if p.state == SLEEPING and p.channel is channel:
+                p.state = RUNNABLE
+                p.channel = None
+
+    def pick_next(self) -> Process | None:
+        """Round robin: the next runnable process after the current one, in pid order."""
+        procs = list(self.processes.values())
+        start = 0
+        if self.current is not None and self.current.pid in self.processes:
+            start = procs.index(self.current) + 1
+        for p in procs[start:] + procs[:start]:
+            if p.runnable:
+                return p
+        return None
+
+    def switch(self, proc: Process) -> None:
+        """Context switch to proc: save the current registers, load proc's, load its CR3 and ASID."""
+        cur = self.current
+        if proc is cur:
+            return
+        uc = self.cpu.uc
+        if cur is not None and cur.alive and cur.pid in self.processes:
+            if cur.context is None:
+                cur.context = uc.context_save()
+            else:
+                uc.context_update(cur.context)
+        self.current = proc
+        uc.context_restore(proc.context)
+        self.cpu.switch_to(proc.aspace.pagetable.root, proc.aspace.asid)
+        self.context_switches += 1
 
     # -- user memory (copyin/copyout) ------------------------------------------------------------
 
@@ -335,20 +515,44 @@ class Kernel:
     # -- running --------------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Run until pid 1 ends; its status as a shell reports it."""
+        """Run until pid 1 ends (then every other process is killed, as when a PID namespace's init exits).
+
+        Returns pid 1's status as a shell reports it. While more than one process is runnable each
+        runs for at most `quantum` instructions (Unicorn counts them, at a cost); alone, a process
+        runs until it traps, sleeps or exits.
+        """
         init = self.processes[1]
         cpu = self.cpu
         while init.alive:
-            proc = self.current
+            proc = self.pick_next()
+            if proc is None:
+                self.report_deadlock()
+                break
+            self.switch(proc)
             if proc.resume_rip is not None:
                 cpu.set_reg("rip", proc.resume_rip)
                 proc.resume_rip = None
-            trap = cpu.run()
-            if not proc.alive:
-                continue
-            if proc.resume_rip is not None:
-                continue
-            if trap is None:
+            if self.ram.code_freed:
+                cpu.forget_code()           # a frame that held translated code was freed and may be reused
+                self.ram.code_freed = False
+            others = any(p.runnable and p is not proc for p in self.processes.values())
+            trap = cpu.run(self.config.quantum if others else 0)
+            if not proc.alive or proc.resume_rip is not None or trap is None:
                 continue
             self.handle_trap(proc, trap)
+        self.shutdown()
         return init.shell_status()
+
+    def report_deadlock(self) -> None:
+        """Every process sleeps on something only another guest process could provide: say so and stop."""
+        waits = ", ".join(f"pid {p.pid} in {p.sleeping_in}" for p in self.processes.values() if p.alive)
+        print(f"run-elf: deadlock: every process is blocked ({waits})", file=self.config.stderr, flush=True)
+        self.deadlocked = True
+        self.exit(self.processes[1], signal=SIGKILL)
+
+    def shutdown(self) -> None:
+        """pid 1 is gone: kill every remaining process and reap everything."""
+        for proc in list(self.processes.values()):
+            self.exit(proc, signal=SIGKILL)
+        for proc in list(self.processes.values()):
+            self.reap(proc)

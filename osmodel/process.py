@@ -10,7 +10,10 @@ from osmodel.files import FdTable
 from loader.symbols import Symbols
 
 RUNNABLE = "runnable"
+SLEEPING = "sleeping"
 ZOMBIE = "zombie"
+SIG_DFL = 0
+SIG_IGN = 1
 
 
 @dataclass
@@ -28,6 +31,7 @@ class Process:
     exit_code: int | None = None          # the exit() argument, when it exited
     killed_by: int | None = None          # the signal that killed it
     fault_counts: Counter = field(default_factory=Counter)
+    child_fault_counts: Counter = field(default_factory=Counter)   # of reaped children (getrusage)
     fault_error: object = None            # the Segv/OutOfMemory behind the last refused fault
     task_pfn: int = 0                     # frame of its task record in the kernel half
     clear_child_tid: int = 0
@@ -40,10 +44,30 @@ class Process:
     peak_resident: int = 0                # pages mapped at most, kept when the address space is released
     table_pages: int = 0                  # page-table pages in use at exit
 
+    pgid: int = 0
+    sid: int = 0
+    channel: object = None                # what it sleeps on, when SLEEPING
+    sleeping_in: str = ""                 # the system call it sleeps in (for reports)
+    context: object = None                # saved CPU state (a Unicorn context) while not on the CPU
+    vfork_parent: Process | None = None   # the parent suspended until this child execs or exits
+    sigactions: dict[int, bytes] = field(default_factory=dict)   # signal -> struct kernel_sigaction
+    sigmask: int = 0
+    pending: int = 0                      # signals sent but not acted upon (blocked or handled)
+
     @property
     def alive(self) -> bool:
-        """Whether it can still run."""
+        """Whether it has not exited (it may be sleeping)."""
+        return self.state != ZOMBIE
+
+    @property
+    def runnable(self) -> bool:
+        """Whether the scheduler may run it."""
         return self.state == RUNNABLE
+
+    def handler(self, sig: int) -> int:
+        """The sa_handler installed for sig (SIG_DFL, SIG_IGN or an address)."""
+        act = self.sigactions.get(sig)
+        return int.from_bytes(act[:8], "little") if act else SIG_DFL
 
     def wait_status(self) -> int:
         """Its status as wait4 encodes it."""

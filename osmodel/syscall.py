@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Callable
 from unicorn import x86_const as x86
 
 from osmodel.fault import Segv
-from osmodel.files import SysError
+from osmodel.files import Block, SysError
+from osmodel.signals import SIGPIPE
 from osmodel.sysnames import NAMES, NUMBERS
 from vm.ram import OutOfMemory
 
@@ -82,6 +83,14 @@ def dispatch(kernel: Kernel, proc: Process) -> None:
     else:
         try:
             ret = entry.handler(kernel, proc, *args[:len(entry.args)])
+        except Block as block:
+            # Sleep, then run the same system call again from the start (RAX still holds its number).
+            if strace:
+                print(f"{prefix(kernel, proc)}{name}({shown}) <blocks>", file=strace, flush=True)
+            kernel.doing = ""
+            proc.resume_rip = kernel.cpu.reg("rip")
+            kernel.sleep(proc, block.channel, name)
+            return
         except SysError as err:
             ret = -err.errno
         except Segv:
@@ -90,14 +99,20 @@ def dispatch(kernel: Kernel, proc: Process) -> None:
             ret = -errno.ENOMEM
         except OSError as err:
             ret = -(err.errno or errno.EIO)
+    if ret == -errno.EPIPE:
+        kernel.signal(proc, SIGPIPE)
     if strace:
         if entry is None:
             shown = ", ".join(f"{a:#x}" for a in args)
         print(f"{prefix(kernel, proc)}{name}({shown}) = {format_result(kernel, proc, entry, args, ret)}",
               file=strace, flush=True)
     kernel.doing = ""
-    if proc.alive and proc.resume_rip is None:
-        uc.reg_write(x86.UC_X86_REG_RAX, ret & MASK64)
+    if not proc.alive or proc.resume_rip is not None:
+        return
+    uc.reg_write(x86.UC_X86_REG_RAX, ret & MASK64)
+    if not proc.runnable:
+        # The call completed but left the caller asleep (vfork's parent): resume after it when woken.
+        proc.resume_rip = kernel.cpu.reg("rip") + 2
 
 
 def prefix(kernel: Kernel, proc: Process) -> str:

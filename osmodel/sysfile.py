@@ -5,11 +5,14 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat as statmod
 import struct
 import termios
+import time
 from typing import TYPE_CHECKING
 
-from osmodel.files import O_CLOEXEC, File, SysError, pack_stat
+from osmodel.files import (FD_CLOEXEC, MAX_FDS, O_CLOEXEC, POLLERR, POLLHUP, POLLNVAL, Block, HostFile, Pipe,
+                           PipeEnd, SysError, pack_stat)
 from osmodel.syscall import AT_FDCWD, signed, signed32, syscall
 
 if TYPE_CHECKING:
@@ -31,9 +34,7 @@ def guest_path(kernel: Kernel, proc: Process, dirfd: int, path: bytes) -> str:
         raise SysError(errno.ENOENT)
     text = os.fsdecode(path)
     if text.startswith("/"):
-        return text
-    if text == "/proc/self/exe":
-        return proc.exe
+        return special_path(proc, text)
     base = proc.cwd if signed32(dirfd) == AT_FDCWD else proc.files.get(signed32(dirfd)).path
     return os.path.join(base, text)
 
@@ -98,9 +99,9 @@ def sys_writev(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int) -> int:
 
 def open_file(k: Kernel, p: Process, dirfd: int, path: int, flags: int, mode: int) -> int:
     """openat: open a host file for the guest and give it the lowest free descriptor."""
-    host = special_path(p, guest_path(k, p, dirfd, k.copyinstr(p, path)))
+    host = guest_path(k, p, dirfd, k.copyinstr(p, path))
     hostfd = os.open(host, (flags & ~O_CLOEXEC) | os.O_CLOEXEC, mode & ~p.umask & 0o7777)
-    return p.files.install(File(hostfd, host, flags), cloexec=bool(flags & O_CLOEXEC))
+    return p.files.install(HostFile(hostfd, host, flags), cloexec=bool(flags & O_CLOEXEC))
 
 
 @syscall("open", "sfo")
@@ -137,7 +138,7 @@ def stat_path(k: Kernel, p: Process, dirfd: int, path: int, flags: int) -> os.st
         if signed32(dirfd) == AT_FDCWD:
             return os.stat(p.cwd)
         return p.files.get(signed32(dirfd)).stat()
-    host = special_path(p, guest_path(k, p, dirfd, name))
+    host = guest_path(k, p, dirfd, name)
     return os.stat(host, follow_symlinks=not flags & AT_SYMLINK_NOFOLLOW)
 
 
@@ -203,7 +204,7 @@ def sys_ioctl(k: Kernel, p: Process, fd: int, request: int, arg: int) -> int:
 
 @syscall("access", "so")
 def sys_access(k: Kernel, p: Process, path: int, mode: int) -> int:
-    host = special_path(p, guest_path(k, p, AT_FDCWD, k.copyinstr(p, path)))
+    host = guest_path(k, p, AT_FDCWD, k.copyinstr(p, path))
     if not os.access(host, mode & 7):
         raise SysError(errno.ENOENT if not os.path.lexists(host) else errno.EACCES)
     return 0
@@ -211,7 +212,7 @@ def sys_access(k: Kernel, p: Process, path: int, mode: int) -> int:
 
 @syscall("faccessat", "Fso")
 def sys_faccessat(k: Kernel, p: Process, dirfd: int, path: int, mode: int) -> int:
-    host = special_path(p, guest_path(k, p, dirfd, k.copyinstr(p, path)))
+    host = guest_path(k, p, dirfd, k.copyinstr(p, path))
     if not os.access(host, mode & 7):
         raise SysError(errno.ENOENT if not os.path.lexists(host) else errno.EACCES)
     return 0
@@ -224,3 +225,212 @@ def sys_getcwd(k: Kernel, p: Process, buf: int, size: int) -> int:
         raise SysError(errno.ERANGE)
     k.copyout(p, buf, cwd)
     return len(cwd)
+
+
+# -- descriptors and pipes ----------------------------------------------------------------------
+
+F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL = 0, 1, 2, 3, 4
+F_DUPFD_CLOEXEC = 1030
+SETFL_MASK = os.O_APPEND | os.O_NONBLOCK | getattr(os, "O_ASYNC", 0o20000) | getattr(os, "O_DIRECT", 0o40000) \
+    | getattr(os, "O_NOATIME", 0o1000000)
+
+
+def make_pipe(k: Kernel, p: Process, fds: int, flags: int) -> int:
+    """pipe2: two descriptors on a new pipe, written to fds as int[2]."""
+    if flags & ~(O_CLOEXEC | os.O_NONBLOCK | os.O_DIRECT):
+        raise SysError(errno.EINVAL)
+    pipe = Pipe(k.wakeup)
+    cloexec = bool(flags & O_CLOEXEC)
+    rfd = p.files.install(PipeEnd(pipe, True, flags & os.O_NONBLOCK), cloexec)
+    try:
+        wfd = p.files.install(PipeEnd(pipe, False, flags & os.O_NONBLOCK), cloexec)
+    except SysError:
+        p.files.close(rfd)
+        raise
+    try:
+        k.copyout(p, fds, struct.pack("<ii", rfd, wfd))
+    except Exception:
+        p.files.close(rfd)
+        p.files.close(wfd)
+        raise
+    return 0
+
+
+@syscall("pipe", "p")
+def sys_pipe(k: Kernel, p: Process, fds: int) -> int:
+    return make_pipe(k, p, fds, 0)
+
+
+@syscall("pipe2", "px")
+def sys_pipe2(k: Kernel, p: Process, fds: int, flags: int) -> int:
+    return make_pipe(k, p, fds, flags)
+
+
+@syscall("dup", "d")
+def sys_dup(k: Kernel, p: Process, fd: int) -> int:
+    return p.files.install(p.files.get(signed32(fd)))
+
+
+def dup_to(p: Process, old: int, new: int, flags: int) -> int:
+    """dup3: make `new` refer to old's file."""
+    old, new = signed32(old), signed32(new)
+    file = p.files.get(old)
+    if not 0 <= new < MAX_FDS:
+        raise SysError(errno.EBADF)
+    if old != new:
+        p.files.place(new, file, bool(flags & O_CLOEXEC))
+    return new
+
+
+@syscall("dup2", "dd")
+def sys_dup2(k: Kernel, p: Process, old: int, new: int) -> int:
+    if signed32(old) == signed32(new):
+        p.files.get(signed32(old))
+        return signed32(new)
+    return dup_to(p, old, new, 0)
+
+
+@syscall("dup3", "ddx")
+def sys_dup3(k: Kernel, p: Process, old: int, new: int, flags: int) -> int:
+    if signed32(old) == signed32(new) or flags & ~O_CLOEXEC:
+        raise SysError(errno.EINVAL)
+    return dup_to(p, old, new, flags)
+
+
+@syscall("fcntl", "ddx")
+def sys_fcntl(k: Kernel, p: Process, fd: int, cmd: int, arg: int) -> int:
+    fd = signed32(fd)
+    file = p.files.get(fd)
+    if cmd in (F_DUPFD, F_DUPFD_CLOEXEC):
+        if signed32(arg) < 0 or arg >= MAX_FDS:
+            raise SysError(errno.EINVAL)
+        return p.files.install(file, cmd == F_DUPFD_CLOEXEC, lowest=arg)
+    if cmd == F_GETFD:
+        return FD_CLOEXEC if p.files.cloexec(fd) else 0
+    if cmd == F_SETFD:
+        p.files.set_cloexec(fd, bool(arg & FD_CLOEXEC))
+        return 0
+    if cmd == F_GETFL:
+        return file.flags
+    if cmd == F_SETFL:
+        file.flags = (file.flags & ~SETFL_MASK) | (arg & SETFL_MASK)
+        if isinstance(file, HostFile):
+            host = fcntl.fcntl(file.hostfd, fcntl.F_GETFL)
+            fcntl.fcntl(file.hostfd, fcntl.F_SETFL, (host & ~SETFL_MASK) | (arg & SETFL_MASK))
+        return 0
+    raise SysError(errno.EINVAL)
+
+
+@syscall("umask", "o")
+def sys_umask(k: Kernel, p: Process, mask: int) -> int:
+    old = p.umask
+    p.umask = mask & 0o777
+    return old
+
+
+@syscall("chdir", "s")
+def sys_chdir(k: Kernel, p: Process, path: int) -> int:
+    target = os.path.normpath(guest_path(k, p, AT_FDCWD, k.copyinstr(p, path)))
+    if not os.path.isdir(target):
+        raise SysError(errno.ENOTDIR if os.path.exists(target) else errno.ENOENT)
+    if not os.access(target, os.X_OK):
+        raise SysError(errno.EACCES)
+    p.cwd = target
+    return 0
+
+
+@syscall("fchdir", "d")
+def sys_fchdir(k: Kernel, p: Process, fd: int) -> int:
+    file = p.files.get(signed32(fd))
+    if not file.is_directory():
+        raise SysError(errno.ENOTDIR)
+    p.cwd = file.path
+    return 0
+
+
+DT_TYPES = {statmod.S_IFREG: 8, statmod.S_IFDIR: 4, statmod.S_IFLNK: 10, statmod.S_IFCHR: 2, statmod.S_IFBLK: 6,
+            statmod.S_IFIFO: 1, statmod.S_IFSOCK: 12}
+
+
+def dirent64(ino: int, off: int, dtype: int, name: bytes) -> bytes:
+    """One struct linux_dirent64, padded to 8 bytes."""
+    size = (19 + len(name) + 1 + 7) & ~7
+    return struct.pack("<QqHB", ino, off, size, dtype) + name + b"\0" * (size - 19 - len(name))
+
+
+@syscall("getdents64", "dpu")
+def sys_getdents64(k: Kernel, p: Process, fd: int, dirp: int, count: int) -> int:
+    file = p.files.get(signed32(fd))
+    if not isinstance(file, HostFile) or not file.is_directory():
+        raise SysError(errno.ENOTDIR)
+    if file.dir_entries is None:
+        st = os.stat(file.path)
+        parent = os.stat(os.path.dirname(file.path.rstrip("/")) or "/")
+        entries = [(b".", st.st_ino, 4), (b"..", parent.st_ino, 4)]
+        with os.scandir(file.path) as it:
+            for e in sorted(it, key=lambda e: e.name):
+                st_mode = e.stat(follow_symlinks=False).st_mode
+                entries.append((os.fsencode(e.name), e.inode(), DT_TYPES.get(statmod.S_IFMT(st_mode), 0)))
+        file.dir_entries = entries
+    out = bytearray()
+    while file.dir_pos < len(file.dir_entries):
+        name, ino, dtype = file.dir_entries[file.dir_pos]
+        rec = dirent64(ino, file.dir_pos + 1, dtype, name)
+        if len(out) + len(rec) > count:
+            if not out:
+                raise SysError(errno.EINVAL)
+            break
+        out += rec
+        file.dir_pos += 1
+    k.copyout(p, dirp, bytes(out))
+    return len(out)
+
+
+POLLFD = struct.Struct("<ihh")
+
+
+@syscall("poll", "pud")
+def sys_poll(k: Kernel, p: Process, fds: int, nfds: int, timeout: int) -> int:
+    return poll_files(k, p, fds, nfds, signed32(timeout))
+
+
+@syscall("ppoll", "pupp")
+def sys_ppoll(k: Kernel, p: Process, fds: int, nfds: int, tsp: int, sigmask: int) -> int:
+    timeout = -1
+    if tsp:
+        sec, nsec = struct.unpack("<qq", k.copyin(p, tsp, 16))
+        timeout = sec * 1000 + nsec // 10**6
+    return poll_files(k, p, fds, nfds, timeout)
+
+
+def poll_files(k: Kernel, p: Process, fds: int, nfds: int, timeout: int) -> int:
+    """poll: the ready count, with revents written back; sleeps on the guest pipes involved while none is ready."""
+    if nfds > MAX_FDS:
+        raise SysError(errno.EINVAL)
+    raw = k.copyin(p, fds, POLLFD.size * nfds)
+    out = bytearray(raw)
+    ready = 0
+    pipes = []
+    for i in range(nfds):
+        fd, events, _ = POLLFD.unpack_from(raw, i * POLLFD.size)
+        revents = 0
+        if fd >= 0:
+            try:
+                file = p.files.get(fd)
+                revents = file.poll(events | POLLERR | POLLHUP)
+                if isinstance(file, PipeEnd):
+                    pipes.append(file.pipe)
+            except SysError:
+                revents = POLLNVAL
+        POLLFD.pack_into(out, i * POLLFD.size, fd, events, revents)
+        ready += bool(revents)
+    if ready or timeout == 0:
+        k.copyout(p, fds, bytes(out))
+        return ready
+    if pipes:
+        # Sleep until something happens to the first pipe; other sources are re-polled on wakeup.
+        raise Block(pipes[0])
+    if timeout > 0:
+        time.sleep(timeout / 1000)
+        return 0
+    raise SysError(errno.EINTR)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from osmodel.addrspace import (PROT_EXEC, PROT_READ, PROT_WRITE, STACK_GUARD_GAP, AddressSpace, Region,
                                page_up)
-from osmodel.files import MappedFile, SysError
+from osmodel.files import HostFile, MappedFile, SysError
 from osmodel.syscall import signed32, syscall
 from vm.pagetable import USER_TOP
 from vm.ram import PAGE_SIZE
@@ -80,6 +80,8 @@ def sys_mmap(k: Kernel, p: Process, addr: int, length: int, prot: int, flags: in
     name = ""
     if not flags & MAP_ANONYMOUS:
         f = p.files.get(signed32(fd))
+        if not isinstance(f, HostFile):
+            raise SysError(errno.ENODEV)
         if f.flags & 3 == 1:                      # O_WRONLY
             raise SysError(errno.EACCES)
         if f.is_directory():

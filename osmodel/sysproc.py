@@ -9,7 +9,10 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
-from osmodel.files import SysError
+from osmodel.fault import FILE_LOAD
+from osmodel.files import Block, SysError
+from osmodel.process import SIG_DFL, SIG_IGN
+from osmodel.signals import SIGCHLD, SIGKILL, SIGSTOP
 from osmodel.syscall import signed32, syscall
 
 if TYPE_CHECKING:
@@ -215,3 +218,310 @@ def sys_getgid(k: Kernel, p: Process) -> int:
 @syscall("getegid")
 def sys_getegid(k: Kernel, p: Process) -> int:
     return os.getegid()
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+CLONE_VM = 0x100
+CLONE_FS = 0x200
+CLONE_FILES = 0x400
+CLONE_SIGHAND = 0x800
+CLONE_VFORK = 0x4000
+CLONE_THREAD = 0x10000
+CLONE_SETTLS = 0x80000
+CLONE_PARENT_SETTID = 0x100000
+CLONE_CHILD_CLEARTID = 0x200000
+CLONE_CHILD_SETTID = 0x1000000
+WNOHANG = 1
+WUNTRACED = 2
+WEXITED = 4
+WNOWAIT = 0x01000000
+P_ALL, P_PID, P_PGID = 0, 1, 2
+CLD_EXITED, CLD_KILLED = 1, 2
+MAX_ARGS = 1 << 17
+
+
+def fork_child(k: Kernel, p: Process, flags: int, stack: int, ptid: int, ctid: int, tls: int) -> int:
+    """fork/vfork/clone: create the child; the parent gets its pid."""
+    if flags & CLONE_THREAD or (flags & CLONE_VM and not flags & CLONE_VFORK):
+        raise SysError(errno.EINVAL)          # threads are not supported
+    child = k.fork(p, flags, stack, tls if flags & CLONE_SETTLS else 0, share_vm=bool(flags & CLONE_VM))
+    if flags & CLONE_PARENT_SETTID:
+        k.copyout(p, ptid, struct.pack("<i", child.pid))
+    if flags & CLONE_CHILD_SETTID:
+        k.copyout(child, ctid, struct.pack("<i", child.pid))
+    if flags & CLONE_CHILD_CLEARTID:
+        child.clear_child_tid = ctid
+    return child.pid
+
+
+@syscall("fork")
+def sys_fork(k: Kernel, p: Process) -> int:
+    return fork_child(k, p, SIGCHLD, 0, 0, 0, 0)
+
+
+@syscall("vfork")
+def sys_vfork(k: Kernel, p: Process) -> int:
+    return fork_child(k, p, CLONE_VM | CLONE_VFORK | SIGCHLD, 0, 0, 0, 0)
+
+
+@syscall("clone", "xpppp")
+def sys_clone(k: Kernel, p: Process, flags: int, stack: int, ptid: int, ctid: int, tls: int) -> int:
+    return fork_child(k, p, flags, stack, ptid, ctid, tls)
+
+
+def string_array(k: Kernel, p: Process, addr: int) -> list[bytes]:
+    """A NULL-terminated array of string pointers (argv/envp) from user memory."""
+    out = []
+    while addr:
+        ptr = struct.unpack("<Q", k.copyin(p, addr + 8 * len(out), 8))[0]
+        if not ptr:
+            break
+        out.append(k.copyinstr(p, ptr, 128 * 1024))
+        if len(out) > MAX_ARGS:
+            raise SysError(errno.E2BIG)
+    return out
+
+
+@syscall("execve", "spp")
+def sys_execve(k: Kernel, p: Process, path: int, argv: int, envp: int) -> int:
+    from osmodel.sysfile import guest_path
+    target = guest_path(k, p, -100, k.copyinstr(p, path))
+    k.execve(p, target, string_array(k, p, argv), string_array(k, p, envp))
+    return 0
+
+
+def find_zombie(k: Kernel, p: Process, match) -> Process | None:
+    """The first zombie child matching; SysError(ECHILD) if no child matches at all."""
+    children = [c for c in k.children(p) if match(c)]
+    if not children:
+        raise SysError(errno.ECHILD)
+    for c in children:
+        if not c.alive:
+            return c
+    return None
+
+
+def pid_matcher(p: Process, pid: int):
+    """wait4's pid argument as a predicate on children."""
+    if pid == -1:
+        return lambda c: True
+    if pid > 0:
+        return lambda c: c.pid == pid
+    pgid = p.pgid if pid == 0 else -pid
+    return lambda c: c.pgid == pgid
+
+
+@syscall("wait4", "dpxp")
+def sys_wait4(k: Kernel, p: Process, pid: int, status: int, options: int, rusage: int) -> int:
+    if options & ~(WNOHANG | WUNTRACED | 8 | 0x40000000 | 0x80000000 | 0x20000000):
+        raise SysError(errno.EINVAL)
+    child = find_zombie(k, p, pid_matcher(p, signed32(pid)))
+    if child is None:
+        if options & WNOHANG:
+            return 0
+        raise Block(p)
+    if status:
+        k.copyout(p, status, struct.pack("<i", child.wait_status()))
+    if rusage:
+        k.copyout(p, rusage, pack_rusage(child.fault_counts))
+    k.reap(child)
+    return child.pid
+
+
+@syscall("waitid", "ddpxp")
+def sys_waitid(k: Kernel, p: Process, idtype: int, ident: int, infop: int, options: int, rusage: int) -> int:
+    if not options & WEXITED or idtype not in (P_ALL, P_PID, P_PGID):
+        raise SysError(errno.EINVAL)
+    ident = signed32(ident)
+    match = {P_ALL: lambda c: True, P_PID: lambda c: c.pid == ident,
+             P_PGID: lambda c: c.pgid == (ident or p.pgid)}[idtype]
+    child = find_zombie(k, p, match)
+    if child is None:
+        if options & WNOHANG:
+            if infop:
+                k.copyout(p, infop, bytes(128))
+            return 0
+        raise Block(p)
+    if infop:
+        killed = child.killed_by is not None
+        code, value = (CLD_KILLED, child.killed_by) if killed else (CLD_EXITED, child.exit_code or 0)
+        info = struct.pack("<iii4xiIi", SIGCHLD, 0, code, child.pid, os.getuid(), value)
+        k.copyout(p, infop, info.ljust(128, b"\0"))
+    if not options & WNOWAIT:
+        k.reap(child)
+    return 0
+
+
+@syscall("kill", "dd")
+def sys_kill(k: Kernel, p: Process, pid: int, sig: int) -> int:
+    pid, sig = signed32(pid), signed32(sig)
+    if not 0 <= sig <= 64:
+        raise SysError(errno.EINVAL)
+    if pid > 0:
+        targets = [k.processes[pid]] if pid in k.processes and k.processes[pid].alive else []
+    elif pid == -1:
+        targets = [t for t in k.processes.values() if t.pid != 1 and t is not p and t.alive] + [p]
+    else:
+        pgid = p.pgid if pid == 0 else -pid
+        targets = [t for t in k.processes.values() if t.pgid == pgid and t.alive]
+    if not targets:
+        raise SysError(errno.ESRCH)
+    for t in targets:
+        k.signal(t, sig, sender=p)
+    return 0
+
+
+@syscall("tkill", "dd")
+def sys_tkill(k: Kernel, p: Process, tid: int, sig: int) -> int:
+    return sys_kill(k, p, tid, sig)
+
+
+@syscall("tgkill", "ddd")
+def sys_tgkill(k: Kernel, p: Process, tgid: int, tid: int, sig: int) -> int:
+    return sys_kill(k, p, tid, sig)
+
+
+SIGSET_SIZE = 8
+SIGACTION = 32      # struct kernel_sigaction: handler, flags, restorer, mask
+
+
+@syscall("rt_sigaction", "dppu")
+def sys_rt_sigaction(k: Kernel, p: Process, sig: int, act: int, oldact: int, size: int) -> int:
+    """Record the action (delivery to handlers is not implemented; the action still decides ignore/default)."""
+    sig = signed32(sig)
+    if not 1 <= sig <= 64 or size != SIGSET_SIZE or (act and sig in (SIGKILL, SIGSTOP)):
+        raise SysError(errno.EINVAL)
+    if oldact:
+        k.copyout(p, oldact, p.sigactions.get(sig, bytes(SIGACTION)))
+    if act:
+        p.sigactions[sig] = k.copyin(p, act, SIGACTION)
+        if p.handler(sig) == SIG_IGN:
+            p.pending &= ~(1 << (sig - 1))
+    return 0
+
+
+@syscall("rt_sigprocmask", "dppu")
+def sys_rt_sigprocmask(k: Kernel, p: Process, how: int, nset: int, oset: int, size: int) -> int:
+    if size != SIGSET_SIZE:
+        raise SysError(errno.EINVAL)
+    old = p.sigmask
+    if nset:
+        value = struct.unpack("<Q", k.copyin(p, nset, 8))[0]
+        value &= ~((1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1)))
+        if how == 0:
+            p.sigmask |= value
+        elif how == 1:
+            p.sigmask &= ~value
+        elif how == 2:
+            p.sigmask = value
+        else:
+            raise SysError(errno.EINVAL)
+    if oset:
+        k.copyout(p, oset, struct.pack("<Q", old))
+    unblocked = p.pending & ~p.sigmask
+    for sig in range(1, 65):
+        if unblocked & (1 << (sig - 1)) and p.handler(sig) == SIG_DFL:
+            p.pending &= ~(1 << (sig - 1))
+            k.signal(p, sig)
+    return 0
+
+
+@syscall("sigaltstack", "pp")
+def sys_sigaltstack(k: Kernel, p: Process, ss: int, old: int) -> int:
+    if old:
+        k.copyout(p, old, struct.pack("<QiiQ", 0, 2, 0, 0))     # SS_DISABLE: no alternate stack yet
+    if ss:
+        k.copyin(p, ss, 24)
+    return 0
+
+
+@syscall("setpgid", "dd")
+def sys_setpgid(k: Kernel, p: Process, pid: int, pgid: int) -> int:
+    pid, pgid = signed32(pid) or p.pid, signed32(pgid)
+    target = k.processes.get(pid)
+    if target is None or (target is not p and target.ppid != p.pid):
+        raise SysError(errno.ESRCH)
+    if pgid < 0:
+        raise SysError(errno.EINVAL)
+    target.pgid = pgid or target.pid
+    return 0
+
+
+@syscall("getpgid", "d")
+def sys_getpgid(k: Kernel, p: Process, pid: int) -> int:
+    target = k.processes.get(signed32(pid) or p.pid)
+    if target is None:
+        raise SysError(errno.ESRCH)
+    return target.pgid
+
+
+@syscall("getpgrp")
+def sys_getpgrp(k: Kernel, p: Process) -> int:
+    return p.pgid
+
+
+@syscall("setsid")
+def sys_setsid(k: Kernel, p: Process) -> int:
+    if any(t.pgid == p.pid for t in k.processes.values() if t is not p):
+        raise SysError(errno.EPERM)
+    p.sid = p.pgid = p.pid
+    return p.pid
+
+
+@syscall("getsid", "d")
+def sys_getsid(k: Kernel, p: Process, pid: int) -> int:
+    target = k.processes.get(signed32(pid) or p.pid)
+    if target is None:
+        raise SysError(errno.ESRCH)
+    return target.sid
+
+
+def pack_rusage(counts) -> bytes:
+    """A struct rusage carrying our fault counts as minor and major faults (times are not modelled: 0)."""
+    major = counts[FILE_LOAD]
+    minor = sum(counts.values()) - major - counts["segv"] - counts["oom"]
+    fields = [0] * 14
+    fields[4], fields[5] = minor, major
+    return struct.pack("<qqqq14q", 0, 0, 0, 0, *fields)
+
+
+@syscall("getrusage", "dp")
+def sys_getrusage(k: Kernel, p: Process, who: int, usage: int) -> int:
+    who = signed32(who)
+    if who == 0 or who == 1:
+        counts = p.fault_counts
+    elif who == -1:
+        counts = p.child_fault_counts
+    else:
+        raise SysError(errno.EINVAL)
+    k.copyout(p, usage, pack_rusage(counts))
+    return 0
+
+
+@syscall("sched_yield")
+def sys_sched_yield(k: Kernel, p: Process) -> int:
+    k.cpu.stop()
+    return 0
+
+
+@syscall("nanosleep", "pp")
+def sys_nanosleep(k: Kernel, p: Process, req: int, rem: int) -> int:
+    sec, nsec = struct.unpack("<qq", k.copyin(p, req, 16))
+    if sec < 0 or not 0 <= nsec < 10**9:
+        raise SysError(errno.EINVAL)
+    time.sleep(sec + nsec / 1e9)
+    return 0
+
+
+@syscall("clock_nanosleep", "dxpp")
+def sys_clock_nanosleep(k: Kernel, p: Process, clock: int, flags: int, req: int, rem: int) -> int:
+    sec, nsec = struct.unpack("<qq", k.copyin(p, req, 16))
+    if sec < 0 or not 0 <= nsec < 10**9:
+        raise SysError(errno.EINVAL)
+    delay = sec + nsec / 1e9
+    if flags & 1:                              # TIMER_ABSTIME
+        delay -= time.clock_gettime(signed32(clock))
+    if delay > 0:
+        time.sleep(delay)
+    return 0

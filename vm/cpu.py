@@ -118,6 +118,7 @@ class Cpu:
                 perms |= UC_WRITE
             if not pte & PTE_NX:
                 perms |= UC_EXEC
+                self.ram.code[pte >> 12 & 0xFFFFFFFFFF] = 1
             e.perms = perms
             self._uc_holds.add(vpn)
             return True
@@ -210,6 +211,17 @@ class Cpu:
         uc.reg_write(x86.UC_X86_REG_RSP, rsp)
         uc.reg_write(x86.UC_X86_REG_RIP, trampoline)
         self.user = False
+
+    def reset_user_state(self, rsp: int) -> None:
+        """A fresh register file for a new program (execve): all zero but RSP, flags, and SSE defaults."""
+        uc = self.uc
+        for name in GENERAL_REGS + ("fs_base", "gs_base"):
+            uc.reg_write(REG[name], 0)
+        for i in range(16):
+            uc.reg_write(getattr(x86, f"UC_X86_REG_XMM{i}"), 0)
+        uc.reg_write(x86.UC_X86_REG_MXCSR, 0x1F80)
+        uc.reg_write(x86.UC_X86_REG_RFLAGS, USER_RFLAGS)
+        uc.reg_write(x86.UC_X86_REG_RSP, rsp)
 
     def run(self, count: int = 0) -> Trap | None:
         """Run user code from the current RIP until something stops it; the trap, or None if stopped by request."""

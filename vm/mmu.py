@@ -26,6 +26,7 @@ PF_INSTR = 1 << 4     # the access was an instruction fetch
 
 _UPPER_LEVELS = ((1, 39), (2, 30), (3, 21))
 _WRITE_BITS = PTE_ACCESSED | PTE_DIRTY
+_PD_SPAN_MASK = (1 << 27) - 1          # bits 47..21 of an address: which 2 MiB area
 _ACCESS_CODE = (0, PF_WRITE, PF_INSTR)
 _KEEP = ~(PTE_WRITABLE | PTE_USER | PTE_NX)
 
@@ -63,7 +64,7 @@ class Mmu:
         self.words = ram.words
         self.walks = 0
         self.levels_read = 0
-        # Paging-structure cache: (root, vaddr >> 21) -> (PT word base, W|U allowed above, NX above).
+        # Paging-structure cache: (root, 2 MiB area of the 48-bit space) -> (PT word base, W|U allowed above, NX above).
         # Upper-level entries only change when a whole tree is freed (see forget).
         self.pde_cache: dict[int, tuple[int, int, int]] = {}
 
@@ -79,7 +80,7 @@ class Mmu:
         if top and top != 0x1FFFF:
             raise self._fault(vaddr, access, user, 0, 0, noncanonical=True)
         words = self.words
-        key = (root << 36) | (vaddr >> 21)
+        key = (root << 27) | ((vaddr >> 21) & _PD_SPAN_MASK)
         cached = self.pde_cache.get(key)
         if cached is None:
             cached = self._walk_upper(root, vaddr, access, user, key)
@@ -124,7 +125,7 @@ class Mmu:
 
     def forget(self, root: int) -> None:
         """Drop the paging-structure cache entries of the tree at `root` (its tables are being freed)."""
-        for key in [k for k in self.pde_cache if k >> 36 == root]:
+        for key in [k for k in self.pde_cache if k >> 27 == root]:
             del self.pde_cache[key]
 
     @staticmethod

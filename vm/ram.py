@@ -53,6 +53,8 @@ class PhysicalMemory:
         self._clean = bytearray(b"\x01") * self.nframes   # 1 while the frame is still zero from the host
         self.owner[0] = Owner.KERNEL
         self.peak_used = 0
+        self.code = bytearray(self.nframes)   # 1 if the CPU may have translated code from the frame
+        self.code_freed = False               # a code frame was freed: translated code must be dropped
 
     @property
     def free_frames(self) -> int:
@@ -95,6 +97,9 @@ class PhysicalMemory:
             return False
         self.owner[pfn] = Owner.FREE
         self._free.append(pfn)
+        if self.code[pfn]:
+            self.code[pfn] = 0
+            self.code_freed = True
         return True
 
     def frame(self, pfn: int) -> memoryview:
