@@ -29,6 +29,9 @@ COW_COPY = "cow-copy"
 COW_REUSE = "cow-reuse"
 SEGV = "segv"
 OOM = "oom"
+# For each access (read, write, fetch): the protection bits any one of which allows it (x86 cannot
+# express write-only or exec-only pages, so any protection but PROT_NONE lets a read through).
+_ALLOWING_PROT = (PROT_READ | PROT_WRITE | PROT_EXEC, PROT_WRITE, PROT_EXEC)
 OUTCOMES = (DEMAND_ZERO, ZERO_PAGE, FILE_LOAD, STACK_GROW, COW_COPY, COW_REUSE, SEGV, OOM)
 
 
@@ -81,15 +84,10 @@ class FaultHandler:
             res.outcome = STACK_GROW
         return res
 
-    def check_access(self, region: Region, access: int) -> None:
+    @staticmethod
+    def check_access(region: Region, access: int) -> None:
         """Raise Segv if the region's protection forbids the access."""
-        if access == ACCESS_WRITE:
-            ok = region.prot & PROT_WRITE
-        elif access == ACCESS_FETCH:
-            ok = region.prot & PROT_EXEC
-        else:
-            ok = region.prot & (PROT_READ | PROT_WRITE | PROT_EXEC)
-        if not ok:
+        if not region.prot & _ALLOWING_PROT[access]:
             raise Segv(region.kind, SEGV_ACCERR, region)
 
     def grow_stack(self, aspace: AddressSpace, vaddr: int) -> Region:

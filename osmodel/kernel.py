@@ -93,7 +93,10 @@ class Kernel:
         text = self.ram.alloc(Owner.KERNEL)
         self.ram.write(text << PAGE_SHIFT, SYSRETQ)
         self.kernel_pt.map(KERNEL_TEXT, text, PTE_PRESENT | PTE_GLOBAL)
-        self.kernel_pt.slot(DIRECT_MAP, alloc=True)
+        # The direct map's tables exist from boot for all of RAM (as Linux builds it at boot), so that
+        # mapping a task record never allocates a kernel page-table page that outlives its process.
+        for pfn in range(0, self.ram.nframes, 512):
+            self.kernel_pt.slot(DIRECT_MAP + (pfn << PAGE_SHIFT), alloc=True)
 
     def _map_task_record(self, proc: Process) -> None:
         """Give the process a task record: a kernel frame, mapped supervisor-only in the direct map."""
@@ -474,10 +477,12 @@ class Kernel:
             self._observe(proc, fault, None, oom)
             raise
         proc.fault_counts[res.outcome] += 1
-        self._observe(proc, fault, res, None)
+        if self.fault_observers:
+            self._observe(proc, fault, res, None)
         return res
 
     def _observe(self, proc: Process, fault: PageFault, res: Resolution | None, error: object) -> None:
+        """Tell every fault observer (traces, tests) what a fault came to."""
         for observer in self.fault_observers:
             observer(proc, fault, res, error)
 

@@ -525,3 +525,20 @@ def sys_clock_nanosleep(k: Kernel, p: Process, clock: int, flags: int, req: int,
     if delay > 0:
         time.sleep(delay)
     return 0
+
+
+PR_SET_NAME = 15
+PR_GET_NAME = 16
+TASK_COMM_LEN = 16
+
+
+@syscall("prctl", "dxxxx")
+def sys_prctl(k: Kernel, p: Process, option: int, arg2: int, arg3: int, arg4: int, arg5: int) -> int:
+    """The process name (comm); other options are not implemented (EINVAL, as for an unknown option)."""
+    if option == PR_SET_NAME:
+        p.name = k.copyinstr(p, arg2, 4096)[:TASK_COMM_LEN - 1].decode(errors="replace")
+        return 0
+    if option == PR_GET_NAME:
+        k.copyout(p, arg2, p.name.encode()[:TASK_COMM_LEN - 1].ljust(TASK_COMM_LEN, b"\0"))
+        return 0
+    raise SysError(errno.EINVAL)

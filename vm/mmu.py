@@ -43,7 +43,6 @@ class PageFault(Exception):
     """A failed translation: the address, the x86 error code, the access, whether it was a #GP, levels read."""
 
     def __init__(self, vaddr: int, error_code: int, access: int, noncanonical: bool = False, levels: int = 0):
-        super().__init__(vaddr, error_code)
         self.vaddr = vaddr
         self.error_code = error_code
         self.access = access
