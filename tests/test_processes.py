@@ -172,14 +172,10 @@ def frames(got: dict) -> str:
 
 
 def assert_frames_returned(got: dict) -> None:
-    """Every frame taken during the run is free again after it.
-
-    The one exception is page-table pages of the kernel half: a task record is mapped in
-    the direct map at DIRECT_MAP + its frame's address, so a process whose record lands in
-    a new 2 MiB stretch of physical memory makes the shared kernel table grow by a page,
-    which stays (as Linux's direct-map tables do).  Those are counted separately.
-    """
-    assert got["frames_end"] - got["kernel_tables_grown"] == got["frames_boot"], frames(got)
+    """Every frame the processes used is free again: the allocator is back to its count at boot
+    (the kernel's direct-map tables exist from boot, so nothing grows there either)."""
+    assert got["kernel_tables_grown"] == 0, frames(got)
+    assert got["frames_end"] == got["frames_boot"], frames(got)
 
 
 needs_run_elf = pytest.mark.skipif(not USING_RUN_ELF, reason="drives run-elf's kernel API")
