@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROGRAMS: list[tuple[str, list[str]]] = [
     ("compute", ["samples/bin/compute", "100000000"]),
     ("touch", ["samples/bin/touch", "64"]),
+    ("forktouch", ["samples/bin/forktouch", "64"]),
 ]
 
 # The program run with --stats to measure the demand-zero fault rate.

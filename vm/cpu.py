@@ -76,6 +76,8 @@ class Cpu:
         self.fills = 0
         self.uc_flushes = 0
         self._uc_holds: set[int] = set()   # pages handed to Unicorn's TLB since it was last flushed
+        self._filling = -1                 # the page Unicorn is filling now (its stale entries get replaced)
+        self._stale_filling = False        # that page was invalidated during the fill
         uc = Uc(UC_ARCH_X86, UC_MODE_64)
         self.uc = uc
         self._uch = uc._uch
@@ -98,18 +100,20 @@ class Cpu:
 
     def _tlb_fill(self, _uch, vaddr: int, access: int, entry, _data) -> bool:
         """Unicorn's TLB missed on vaddr: translate it through our TLB/MMU/fault handler."""
+        vpn = vaddr >> 12
+        self._filling = vpn
+        self._stale_filling = False
         try:
             if not self.user:
                 # Only the entry trampoline runs at CPL 0; the first fill after its sysretq is at CPL 3.
                 self.user = self.uc.reg_read(x86.UC_X86_REG_CS) & 3 == 3
             acc = access - ucc.UC_MEM_READ
-            vpn = vaddr >> 12
             pte = self.tlb.lookup(vpn, self.asid)
             if not pte or (acc == ACCESS_WRITE and pte & _WRITE_OK != _WRITE_OK) \
                     or (acc == ACCESS_FETCH and pte & PTE_NX) or (self.user and not pte & PTE_USER):
                 pte = self.translate(vaddr, acc)
                 if not pte:
-                    return False
+                    return self._refuse_fill()
             self.fills += 1
             e = entry[0]
             e.paddr = pte & PTE_FRAME
@@ -124,7 +128,15 @@ class Cpu:
             return True
         except BaseException as exc:  # noqa: BLE001 - must not escape into C
             self.trap = Trap("host-error", self._rip_safe(), error=exc)
-            return False
+            return self._refuse_fill()
+        finally:
+            self._filling = -1
+
+    def _refuse_fill(self) -> bool:
+        """The fill fails: Unicorn keeps what it had, so an invalidation skipped during it must flush now."""
+        if self._stale_filling:
+            self.flush_unicorn_tlb()
+        return False
 
     def translate(self, vaddr: int, access: int) -> int:
         """Walk vaddr (raising faults into the OS), cache it in our TLB; the leaf entry, or 0 if refused."""
@@ -148,7 +160,10 @@ class Cpu:
         vpn = vaddr >> 12
         self.tlb.invalidate_page(vpn, asid, reason)
         if vpn in self._uc_holds:
-            self.flush_unicorn_tlb()
+            if vpn == self._filling:
+                self._stale_filling = True     # a successful fill replaces every cached entry of the page
+            else:
+                self.flush_unicorn_tlb()
 
     def flush_tlb(self, asid: int | None = None, reason: str = "") -> None:
         """Drop all non-global translations (of one asid, or all) from our TLB and Unicorn's."""
@@ -159,6 +174,7 @@ class Cpu:
         """Empty Unicorn's own TLB (it has no per-page invalidate)."""
         ucbinding.uclib.uc_ctl(self._uch, _TLB_FLUSH_CODE)
         self._uc_holds.clear()
+        self._stale_filling = False
         self.uc_flushes += 1
 
     def switch_to(self, root: int, asid: int) -> None:
