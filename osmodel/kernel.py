@@ -84,6 +84,7 @@ class Kernel:
         self.reaped: list[Process] = []                   # processes that are gone, for statistics
         self.context_switches = 0
         self.deadlocked = False
+        self.unbounded = False      # the current run has no instruction quantum (nobody else was runnable)
         self._map_kernel_half()
 
     # -- boot ---------------------------------------------------------------------------------
@@ -256,6 +257,7 @@ class Kernel:
             ctx.reg_write(x86.UC_X86_REG_FS_BASE, tls)
         child.context = ctx
         self._write_task_record(child)
+        self.preempt_unbounded()
         if share_vm:
             child.vfork_parent = parent
             self.sleep(parent, child, "vfork")
@@ -355,6 +357,13 @@ class Kernel:
             if p.state == SLEEPING and p.channel is channel:
                 p.state = RUNNABLE
                 p.channel = None
+                self.preempt_unbounded()
+
+    def preempt_unbounded(self) -> None:
+        """Another process became runnable: a run started without a quantum must come back to the scheduler."""
+        if self.unbounded:
+            self.unbounded = False
+            self.cpu.stop()
 
     def pick_next(self) -> Process | None:
         """Round robin: the next runnable process after the current one, in pid order."""
@@ -541,7 +550,9 @@ class Kernel:
                 cpu.forget_code()           # a frame that held translated code was freed and may be reused
                 self.ram.code_freed = False
             others = any(p.runnable and p is not proc for p in self.processes.values())
+            self.unbounded = not others
             trap = cpu.run(self.config.quantum if others else 0)
+            self.unbounded = False
             if not proc.alive or proc.resume_rip is not None or trap is None:
                 continue
             self.handle_trap(proc, trap)
