@@ -97,9 +97,10 @@ class File:
 class HostFile(File):
     """A file of the host, through a host descriptor that belongs to this File alone."""
 
-    def __init__(self, hostfd: int, path: str, flags: int):
+    def __init__(self, hostfd: int, path: str, flags: int, host_path: str | None = None):
         super().__init__(path, flags)
         self.hostfd = hostfd
+        self.host_path = host_path or path     # `path` is what the guest called it
         self.dir_entries: list[os.DirEntry] | None = None   # getdents64's snapshot of a directory
         self.dir_pos = 0
 

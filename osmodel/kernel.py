@@ -15,6 +15,7 @@ import os
 import random
 import struct
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Callable, TextIO
 
@@ -27,6 +28,7 @@ from osmodel.addrspace import (PROT_EXEC, PROT_READ, PROT_WRITE, STACK_INITIAL, 
 from osmodel.fault import OOM, SEGV, FaultHandler, Resolution, Segv
 from osmodel.files import FdTable, HostFile, SysError
 from osmodel.process import RUNNABLE, SIG_DFL, SIG_IGN, SLEEPING, ZOMBIE, Process
+from osmodel.vfs import FileSystem
 from osmodel.signals import IGNORED_BY_DEFAULT, SIGCHLD, SIGKILL, SIGSEGV, signal_for_interrupt
 from vm.cpu import SYSRETQ, Cpu, Trap
 from vm.mmu import ACCESS_READ, ACCESS_WRITE, PF_PRESENT, PF_WRITE, PageFault
@@ -42,6 +44,7 @@ TASK_RECORD = struct.Struct("<QQQQ16s")  # pid, ppid, cr3, state, comm
 BINPRM_BUF_SIZE = 256                 # how much of a file execve reads to recognise it (#! line limit)
 MAX_INTERP_DEPTH = 4                  # nested #! interpreters, as Linux
 SYSCALL_INSN_SIZE = 2
+EXIT_STOPPED = 124                    # as timeout(1): a limit stopped the guest
 
 
 @dataclass
@@ -53,6 +56,10 @@ class Config:
     tlb_entries: int = 1536
     tlb_ways: int = 12
     tlb_policy: str = "lru"
+    root: str | None = None               # the guest's / (None: the host's file system)
+    read_only: bool = False               # refuse every change to the file system (EROFS)
+    max_procs: int = 0                    # fork fails with EAGAIN beyond this many processes (0: no limit)
+    timeout: float = 0.0                  # stop the guest after this many seconds of wall time (0: never)
     quantum: int = 1_000_000              # instructions a process runs before another runnable one gets the CPU
     strace: TextIO | None = None
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
@@ -75,6 +82,7 @@ class Kernel:
         self.cpu.on_syscall = self.syscall
         self.faults = FaultHandler(self.ram, self.invalidate)
         self.kernel_pt = PageTable(self.ram)
+        self.fs = FileSystem(cfg.root, cfg.read_only)
         self.processes: dict[int, Process] = {}
         self.current: Process | None = None
         self.next_pid = 1
@@ -84,6 +92,7 @@ class Kernel:
         self.reaped: list[Process] = []                   # processes that are gone, for statistics
         self.context_switches = 0
         self.deadlocked = False
+        self.stopped = False        # a limit (--timeout, --max-insns) ended the run
         self.unbounded = False      # the current run has no instruction quantum (nobody else was runnable)
         self._map_kernel_half()
 
@@ -125,17 +134,19 @@ class Kernel:
     # -- processes -----------------------------------------------------------------------------
 
     def spawn(self, path: str, argv: list[bytes], envp: list[bytes], stdio: tuple[int, int, int] = (0, 1, 2)) -> Process:
-        """Create pid 1 running `path` with the given standard descriptors; LoadError if it cannot load."""
-        image = load_image(path)
+        """Create pid 1 running the guest path `path` with the given standard descriptors; LoadError if it cannot load."""
+        cwd = os.getcwd() if self.fs.root is None else "/"
+        guest, host = self.fs.resolve(path, cwd)
+        image = load_image(host)
         files = FdTable()
         for fd, host in enumerate(stdio):
             try:
                 files.place(fd, HostFile(os.dup(host), f"<fd {host}>", os.O_RDWR))
             except OSError:
                 pass
-        proc = self._new_process(ppid=0, aspace=None, files=files, cwd=os.getcwd())
+        proc = self._new_process(ppid=0, aspace=None, files=files, cwd=cwd)
         proc.pgid = proc.sid = proc.pid
-        self.exec_image(proc, image, argv, envp)
+        self.exec_image(proc, image, argv, envp, path)
         self.current = proc
         self.cpu.switch_to(proc.aspace.pagetable.root, proc.aspace.asid)
         self.cpu.enter_user(KERNEL_TEXT, proc.resume_rip, self.cpu.reg("rsp"))
@@ -158,25 +169,31 @@ class Kernel:
         self.cpu.flush_tlb(aspace.asid, "new address space")   # the asid may have been used before
         return aspace
 
-    def exec_image(self, proc: Process, image: Image, argv: list[bytes], envp: list[bytes]) -> None:
+    def exec_image(self, proc: Process, image: Image, argv: list[bytes], envp: list[bytes], execfn: str) -> None:
         """Replace proc's memory with `image`: regions for each segment, bss, stack; the initial stack written.
 
         Raises LoadError (leaving proc untouched) if the image needs an interpreter or the arguments do not fit.
         """
         if image.interp:
+            if not os.path.exists(self.fs.host_path(image.interp)):
+                raise LoadError(f"interpreter {image.interp} not found")
             raise LoadError(f"dynamically linked (interpreter {image.interp}): only static programs run yet")
+        size = sum(seg.end - seg.start for seg in image.segments)
+        if size > self.ram.size:
+            raise LoadError(f"segments need {size >> 20} MiB, more than the {self.ram.size >> 20} MiB of physical memory")
         proc.exec_count += 1
         seed = f"{self.config.seed}:{proc.pid}:{proc.exec_count}".encode()
         creds = Credentials(os.getuid(), os.geteuid(), os.getgid(), os.getegid())
         stack = build_stack(image, STACK_TOP, argv, envp, hashlib.sha256(seed).digest()[:16], creds,
-                            image.path.encode(), HWCAP)
+                            os.fsencode(execfn), HWCAP)
+        exe = os.path.abspath(image.path)
         old = proc.aspace
         aspace = self._new_aspace(proc.pid) if old.regions or old.users > 1 else old
         for seg in image.segments:
             file_top = min(page_up(seg.file_end) if seg.file_end > seg.start else seg.start, seg.end)
             if file_top > seg.start:
                 aspace.add(Region(seg.start, file_top, seg.prot, seg.kind, backing=image, offset=seg.offset,
-                                  file_start=seg.start, file_end=seg.file_end, name=os.path.abspath(image.path)))
+                                  file_start=seg.start, file_end=seg.file_end, name=self.fs.guest_of_host(exe)))
             if seg.end > file_top:
                 aspace.add(Region(file_top, seg.end, seg.prot, "bss"))
         aspace.brk_start = aspace.brk = image.brk_start
@@ -186,7 +203,7 @@ class Kernel:
         if aspace is not old:
             self.release_aspace(old, "exec")
         proc.aspace = aspace
-        proc.exe = os.path.abspath(image.path)
+        proc.exe = exe
         proc.name = os.path.basename(argv[0].decode(errors="replace")) if argv and argv[0] else \
             os.path.basename(image.path)
         proc.symbols = Symbols(image.path, image.load_bias)
@@ -198,12 +215,16 @@ class Kernel:
             self.cpu.switch_to(aspace.pagetable.root, aspace.asid)
 
     def execve(self, proc: Process, path: str, argv: list[bytes], envp: list[bytes], depth: int = 0) -> None:
-        """The execve system call: run `path` (an ELF or a #! script) in proc, or raise SysError leaving it intact."""
-        if not os.path.exists(path):
+        """The execve system call: run the guest path `path` (an ELF or a #! script), or raise SysError leaving proc intact."""
+        if path in ("/proc/self/exe", f"/proc/{proc.pid}/exe"):
+            host = proc.exe
+        else:
+            host = self.fs.resolve(path, proc.cwd)[1]
+        if not os.path.exists(host):
             raise SysError(errno.ENOENT)
-        if os.path.isdir(path) or not os.access(path, os.X_OK):
+        if os.path.isdir(host) or not os.access(host, os.X_OK):
             raise SysError(errno.EACCES)
-        with open(path, "rb") as f:
+        with open(host, "rb") as f:
             head = f.read(BINPRM_BUF_SIZE)
         if head.startswith(b"#!"):
             if depth >= MAX_INTERP_DEPTH:
@@ -214,13 +235,10 @@ class Kernel:
             interp, _, arg = line.replace(b"\t", b" ").partition(b" ")
             arg = arg.strip()
             new_argv = [interp] + ([arg] if arg else []) + [os.fsencode(path)] + argv[1:]
-            target = os.fsdecode(interp)
-            if not target.startswith("/"):
-                target = os.path.join(proc.cwd, target)
-            return self.execve(proc, target, new_argv, envp, depth + 1)
+            return self.execve(proc, os.fsdecode(interp), new_argv, envp, depth + 1)
         try:
-            image = load_image(path)
-            self.exec_image(proc, image, argv, envp)
+            image = load_image(host)
+            self.exec_image(proc, image, argv, envp, path)
         except LoadError as err:
             raise SysError(errno.E2BIG if "too long" in str(err) else errno.ENOEXEC) from None
         proc.files.close_on_exec()
@@ -236,6 +254,8 @@ class Kernel:
         A fork copies the page tables, not the pages: private writable pages become read-only
         in both, and their frames gain a reference; the first write to one is a COW fault.
         """
+        if self.config.max_procs and sum(p.alive for p in self.processes.values()) >= self.config.max_procs:
+            raise SysError(errno.EAGAIN)       # as RLIMIT_NPROC
         if share_vm:
             aspace = parent.aspace
             aspace.users += 1
@@ -464,11 +484,14 @@ class Kernel:
     def page_fault(self, fault: PageFault) -> bool:
         """The CPU's fault sink: resolve a user fault of the current process; False leaves it refused."""
         proc = self.current
+        self.doing = f"a page fault at {fault.vaddr:#x}"
         try:
             self.resolve(proc, fault)
             return True
         except (Segv, OutOfMemory):
             return False
+        finally:
+            self.doing = ""
 
     def resolve(self, proc: Process, fault: PageFault, kernel_mode: bool = False) -> Resolution:
         """Run the fault handler for proc, count and report the outcome; re-raise Segv/OutOfMemory."""
@@ -537,7 +560,15 @@ class Kernel:
         """
         init = self.processes[1]
         cpu = self.cpu
+        deadline = time.monotonic() + self.config.timeout if self.config.timeout else 0.0
         while init.alive:
+            timeout_us = 0
+            if deadline:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.stop_guest(f"time limit of {self.config.timeout:g} s reached")
+                    break
+                timeout_us = max(1, int(left * 1e6))
             proc = self.pick_next()
             if proc is None:
                 self.report_deadlock()
@@ -551,13 +582,23 @@ class Kernel:
                 self.ram.code_freed = False
             others = any(p.runnable and p is not proc for p in self.processes.values())
             self.unbounded = not others
-            trap = cpu.run(self.config.quantum if others else 0)
+            trap = cpu.run(self.config.quantum if others else 0, timeout_us)
             self.unbounded = False
             if not proc.alive or proc.resume_rip is not None or trap is None:
                 continue
             self.handle_trap(proc, trap)
         self.shutdown()
+        if self.stopped:
+            return EXIT_STOPPED
         return init.shell_status()
+
+    def stop_guest(self, why: str) -> None:
+        """A limit was reached: say where the guest was, and end every process (run-elf exits 124)."""
+        proc = self.current
+        where = report.instruction(self, proc, self.cpu.reg("rip")) if proc is not None and proc.alive else "exit"
+        pid = proc.pid if proc is not None else 1
+        print(f"run-elf: {why}: stopped pid {pid} at {where}", file=self.config.stderr, flush=True)
+        self.stopped = True
 
     def report_deadlock(self) -> None:
         """Every process sleeps on something only another guest process could provide: say so and stop."""

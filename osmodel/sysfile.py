@@ -26,24 +26,24 @@ TCGETS = 0x5401
 TIOCGWINSZ = 0x5413
 FIONREAD = 0x541B
 IOV = struct.Struct("<QQ")
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
-def guest_path(kernel: Kernel, proc: Process, dirfd: int, path: bytes) -> str:
-    """The host path for a guest path relative to dirfd (AT_FDCWD: the process's working directory)."""
-    if not path:
-        raise SysError(errno.ENOENT)
+def namei(k: Kernel, p: Process, dirfd: int, path: bytes, follow: bool = True) -> tuple[str, str]:
+    """(guest path, host path) of a guest path relative to dirfd (AT_FDCWD: the working directory).
+
+    Resolution, and confinement under --root, is the FileSystem's; /proc/self/exe is the program.
+    """
     text = os.fsdecode(path)
-    if text.startswith("/"):
-        return special_path(proc, text)
-    base = proc.cwd if signed32(dirfd) == AT_FDCWD else proc.files.get(signed32(dirfd)).path
-    return os.path.join(base, text)
+    if text in ("/proc/self/exe", f"/proc/{p.pid}/exe"):
+        return k.fs.guest_of_host(p.exe), p.exe
+    base = p.cwd if signed32(dirfd) == AT_FDCWD else p.files.get(signed32(dirfd)).path
+    return k.fs.resolve(text, base, follow)
 
 
-def special_path(proc: Process, path: str) -> str:
-    """Map the /proc/self names the guest may use onto what they mean for the guest."""
-    if path in ("/proc/self/exe", f"/proc/{proc.pid}/exe"):
-        return proc.exe
-    return path
+def host_path(k: Kernel, p: Process, dirfd: int, path: bytes, follow: bool = True) -> str:
+    """The host path namei finds."""
+    return namei(k, p, dirfd, path, follow)[1]
 
 
 @syscall("read", "dBu")
@@ -99,9 +99,11 @@ def sys_writev(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int) -> int:
 
 def open_file(k: Kernel, p: Process, dirfd: int, path: int, flags: int, mode: int) -> int:
     """openat: open a host file for the guest and give it the lowest free descriptor."""
-    host = guest_path(k, p, dirfd, k.copyinstr(p, path))
+    guest, host = namei(k, p, dirfd, k.copyinstr(p, path), follow=not flags & os.O_NOFOLLOW)
+    if flags & WRITE_FLAGS:
+        k.fs.check_write()
     hostfd = os.open(host, (flags & ~O_CLOEXEC) | os.O_CLOEXEC, mode & ~p.umask & 0o7777)
-    return p.files.install(HostFile(hostfd, host, flags), cloexec=bool(flags & O_CLOEXEC))
+    return p.files.install(HostFile(hostfd, guest, flags, host), cloexec=bool(flags & O_CLOEXEC))
 
 
 @syscall("open", "sfo")
@@ -136,10 +138,10 @@ def stat_path(k: Kernel, p: Process, dirfd: int, path: int, flags: int) -> os.st
     name = k.copyinstr(p, path)
     if not name and flags & AT_EMPTY_PATH:
         if signed32(dirfd) == AT_FDCWD:
-            return os.stat(p.cwd)
+            return os.stat(k.fs.host_path(p.cwd))
         return p.files.get(signed32(dirfd)).stat()
-    host = guest_path(k, p, dirfd, name)
-    return os.stat(host, follow_symlinks=not flags & AT_SYMLINK_NOFOLLOW)
+    follow = not flags & AT_SYMLINK_NOFOLLOW
+    return os.stat(host_path(k, p, dirfd, name, follow), follow_symlinks=follow)
 
 
 @syscall("newfstatat", "Fspx")
@@ -164,11 +166,11 @@ def read_link(k: Kernel, p: Process, dirfd: int, path: int, buf: int, size: int)
     """readlinkat: the link's target, cut to size, not NUL-terminated; /proc/self/exe is the program."""
     if signed32(size) <= 0:
         raise SysError(errno.EINVAL)
-    name = os.fsdecode(k.copyinstr(p, path))
-    if name in ("/proc/self/exe", f"/proc/{p.pid}/exe"):
-        target = os.fsencode(p.exe)
+    name = k.copyinstr(p, path)
+    if os.fsdecode(name) in ("/proc/self/exe", f"/proc/{p.pid}/exe"):
+        target = os.fsencode(namei(k, p, dirfd, name)[0])
     else:
-        target = os.fsencode(os.readlink(guest_path(k, p, dirfd, os.fsencode(name))))
+        target = os.fsencode(os.readlink(host_path(k, p, dirfd, name, follow=False)))
     target = target[:size]
     k.copyout(p, buf, target)
     return len(target)
@@ -204,7 +206,7 @@ def sys_ioctl(k: Kernel, p: Process, fd: int, request: int, arg: int) -> int:
 
 @syscall("access", "so")
 def sys_access(k: Kernel, p: Process, path: int, mode: int) -> int:
-    host = guest_path(k, p, AT_FDCWD, k.copyinstr(p, path))
+    host = host_path(k, p, AT_FDCWD, k.copyinstr(p, path))
     if not os.access(host, mode & 7):
         raise SysError(errno.ENOENT if not os.path.lexists(host) else errno.EACCES)
     return 0
@@ -212,7 +214,7 @@ def sys_access(k: Kernel, p: Process, path: int, mode: int) -> int:
 
 @syscall("faccessat", "Fso")
 def sys_faccessat(k: Kernel, p: Process, dirfd: int, path: int, mode: int) -> int:
-    host = guest_path(k, p, dirfd, k.copyinstr(p, path))
+    host = host_path(k, p, dirfd, k.copyinstr(p, path))
     if not os.access(host, mode & 7):
         raise SysError(errno.ENOENT if not os.path.lexists(host) else errno.EACCES)
     return 0
@@ -330,12 +332,12 @@ def sys_umask(k: Kernel, p: Process, mask: int) -> int:
 
 @syscall("chdir", "s")
 def sys_chdir(k: Kernel, p: Process, path: int) -> int:
-    target = os.path.normpath(guest_path(k, p, AT_FDCWD, k.copyinstr(p, path)))
-    if not os.path.isdir(target):
-        raise SysError(errno.ENOTDIR if os.path.exists(target) else errno.ENOENT)
-    if not os.access(target, os.X_OK):
+    guest, host = namei(k, p, AT_FDCWD, k.copyinstr(p, path))
+    if not os.path.isdir(host):
+        raise SysError(errno.ENOTDIR if os.path.exists(host) else errno.ENOENT)
+    if not os.access(host, os.X_OK):
         raise SysError(errno.EACCES)
-    p.cwd = target
+    p.cwd = os.path.normpath(guest)
     return 0
 
 
@@ -364,10 +366,10 @@ def sys_getdents64(k: Kernel, p: Process, fd: int, dirp: int, count: int) -> int
     if not isinstance(file, HostFile) or not file.is_directory():
         raise SysError(errno.ENOTDIR)
     if file.dir_entries is None:
-        st = os.stat(file.path)
-        parent = os.stat(os.path.dirname(file.path.rstrip("/")) or "/")
+        st = os.stat(file.host_path)
+        parent = os.stat(k.fs.host_path(os.path.dirname(os.path.normpath(file.path)) or "/"))
         entries = [(b".", st.st_ino, 4), (b"..", parent.st_ino, 4)]
-        with os.scandir(file.path) as it:
+        with os.scandir(file.host_path) as it:
             for e in sorted(it, key=lambda e: e.name):
                 st_mode = e.stat(follow_symlinks=False).st_mode
                 entries.append((os.fsencode(e.name), e.inode(), DT_TYPES.get(statmod.S_IFMT(st_mode), 0)))

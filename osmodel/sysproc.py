@@ -285,9 +285,8 @@ def string_array(k: Kernel, p: Process, addr: int) -> list[bytes]:
 
 @syscall("execve", "spp")
 def sys_execve(k: Kernel, p: Process, path: int, argv: int, envp: int) -> int:
-    from osmodel.sysfile import guest_path
-    target = guest_path(k, p, -100, k.copyinstr(p, path))
-    k.execve(p, target, string_array(k, p, argv), string_array(k, p, envp))
+    name = os.fsdecode(k.copyinstr(p, path))
+    k.execve(p, name, string_array(k, p, argv), string_array(k, p, envp))
     return 0
 
 

@@ -396,7 +396,7 @@ def test_write_after_mprotect_reuses_the_frame():
 
 
 def test_out_of_memory_kills_with_sigkill():
-    r = run(sample("touch"), ("8",), phys_mem=512 * 1024)
+    r = run(sample("touch"), ("8",), phys_mem=2 << 20)   # the program fits, its 8 MiB of data does not
     assert r.status == 128 + 9
     assert r.faults[-1].outcome == "oom"
     assert r.proc.fault_counts["oom"] == 1

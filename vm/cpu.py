@@ -239,13 +239,14 @@ class Cpu:
         uc.reg_write(x86.UC_X86_REG_RFLAGS, USER_RFLAGS)
         uc.reg_write(x86.UC_X86_REG_RSP, rsp)
 
-    def run(self, count: int = 0) -> Trap | None:
-        """Run user code from the current RIP until something stops it; the trap, or None if stopped by request."""
+    def run(self, count: int = 0, timeout_us: int = 0) -> Trap | None:
+        """Run user code from the current RIP until something stops it (a trap, a request, `count`
+        instructions or `timeout_us` microseconds); the trap, or None when it stopped without one."""
         self.trap = None
         self.refused = None
         uc = self.uc
         try:
-            uc.emu_start(uc.reg_read(x86.UC_X86_REG_RIP), 0, 0, count)
+            uc.emu_start(uc.reg_read(x86.UC_X86_REG_RIP), 0, timeout_us, count)
         except UcError as err:
             if self.trap is None:
                 if err.errno == ucc.UC_ERR_INSN_INVALID:
