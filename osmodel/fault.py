@@ -44,7 +44,7 @@ class Segv(Exception):
         self.region = region
 
 
-@dataclass
+@dataclass(slots=True)
 class Resolution:
     """What resolve did: the outcome name, the region, and the frame now mapped (0 for none)."""
     outcome: str

@@ -483,10 +483,9 @@ class Kernel:
 
     def page_fault(self, fault: PageFault) -> bool:
         """The CPU's fault sink: resolve a user fault of the current process; False leaves it refused."""
-        proc = self.current
-        self.doing = f"a page fault at {fault.vaddr:#x}"
+        self.doing = fault       # for an internal-error report: what was being handled
         try:
-            self.resolve(proc, fault)
+            self.resolve(self.current, fault)
             return True
         except (Segv, OutOfMemory):
             return False

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import capstone
 
 from osmodel.signals import EXCEPTION_NAMES, signal_name
-from vm.mmu import ACCESS_FETCH, ACCESS_NAMES, PF_PRESENT, PF_USER, PageFault
+from vm.mmu import ACCESS_FETCH, ACCESS_NAMES, PF_PRESENT, PF_USER, PageFault, describe_error_code
 
 if TYPE_CHECKING:
     from osmodel.kernel import Kernel
@@ -108,7 +108,9 @@ def describe_exception(kernel: Kernel, proc: Process, intno: int, rip: int) -> s
 def internal_error(kernel: Kernel, proc: Process, trap: Trap) -> str:
     """What run-elf was doing when one of its own hooks failed, with the exception's last frame."""
     exc = trap.error
-    doing = getattr(kernel, "doing", "") or "running"
+    doing = kernel.doing or "running"
+    if isinstance(doing, PageFault):
+        doing = f"handling a page fault at {doing.vaddr:#x} ({describe_error_code(doing.error_code)})"
     tb = traceback.extract_tb(exc.__traceback__)[-1] if exc is not None and exc.__traceback__ else None
     where = f" ({tb.filename.rsplit('/', 1)[-1]}:{tb.lineno})" if tb else ""
     return (f"internal error in pid {proc.pid} at rip {trap.rip:#x} while {doing}: "

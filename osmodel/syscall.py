@@ -75,7 +75,7 @@ def dispatch(kernel: Kernel, proc: Process) -> None:
     args = [uc.reg_read(r) for r in ARG_REGS]
     entry = TABLE.get(nr)
     name = entry.name if entry else NAMES.get(nr, f"syscall_{nr:#x}")
-    kernel.doing = f"system call {name}"
+    kernel.doing = f"handling system call {name}"
     strace = kernel.config.strace
     shown = format_args(kernel, proc, entry, args) if strace and entry else ""
     if entry is None:

@@ -76,9 +76,14 @@ class PageTable:
                 self.words[r + 256:r + 512] = self.words[k + 256:k + 512]
         self.root = root
         self.table_pages = 1
+        self._last_area = -1       # 2 MiB area (vaddr >> 21) whose leaf table is _last_pt (word index)
+        self._last_pt = 0
 
     def slot(self, vaddr: int, alloc: bool = False) -> int:
         """Word index of the leaf entry for vaddr, allocating missing tables when `alloc`; -1 if absent."""
+        area = vaddr >> 21
+        if area == self._last_area:
+            return self._last_pt | ((vaddr >> 12) & 0x1FF)
         words = self.words
         table = self.root
         flags = TABLE_FLAGS_USER if vaddr < KERNEL_HALF else TABLE_FLAGS_KERNEL
@@ -94,6 +99,9 @@ class PageTable:
                 table = new
             else:
                 table = (e & PTE_FRAME) >> PAGE_SHIFT
+        if vaddr < KERNEL_HALF:
+            # Remember the last leaf table: faults come in runs within one 2 MiB area.
+            self._last_area, self._last_pt = area, table << 9
         return (table << 9) | ((vaddr >> 12) & 0x1FF)
 
     def lookup(self, vaddr: int) -> int:
@@ -162,6 +170,7 @@ class PageTable:
 
     def free_user_tables(self) -> None:
         """Release every user-half table frame and the root (leaf frames are the caller's business)."""
+        self._last_area = -1
         for _level, _va, frame, parent in list(self.tables()):
             self.words[parent] = 0
             self.ram.put(frame)
