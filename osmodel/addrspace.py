@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from vm.pagetable import (PTE_DIRTY, PTE_FRAME, PTE_NX, PTE_PRESENT, PTE_USER, PTE_WRITABLE, PageTable,
                           USER_TOP)
 from vm.ram import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
+
+if TYPE_CHECKING:
+    from osmodel.pagecache import PageCache
 
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 
@@ -25,8 +28,9 @@ MMAP_MIN_ADDR = 0x10000               # Linux's vm.mmap_min_addr
 
 
 class Backing(Protocol):
-    """Where a file-backed region's bytes come from."""
+    """Where a file-backed region's bytes come from (osmodel.pagecache.FileBacking)."""
     path: str
+    key: tuple[int, int]
 
     def read(self, offset: int, size: int) -> bytes:
         """Bytes of the file at offset (short at end of file)."""
@@ -96,10 +100,11 @@ class Region:
 class AddressSpace:
     """Regions sorted by address, the page table, and the heap/stack/mmap bookkeeping of one process."""
 
-    def __init__(self, ram: PhysicalMemory, kernel_root: int, asid: int):
+    def __init__(self, ram: PhysicalMemory, kernel_root: int, asid: int, cache: PageCache | None = None):
         self.ram = ram
         self.pagetable = PageTable(ram, kernel_root=kernel_root)
         self.asid = asid
+        self.cache = cache             # the page cache whose frames this space may map
         self.regions: list[Region] = []
         self._starts: list[int] = []
         self.brk_start = 0
@@ -204,12 +209,22 @@ class AddressSpace:
             self.peak_resident = self.resident
 
     def unmap_pages(self, start: int, end: int) -> list[int]:
-        """Remove every translation in [start, end), dropping the frames' references; the vaddrs unmapped."""
+        """Remove every translation in [start, end), dropping the frames' references; the vaddrs unmapped.
+
+        A page-cache frame leaves the cache's reverse map, and is first written back to its file
+        if this (shared) mapping dirtied it.
+        """
         gone = []
         words = self.pagetable.words
+        cache = self.cache
         for vaddr, slot, pte in list(self.pagetable.leaves(start, end)):
+            pfn = (pte & PTE_FRAME) >> PAGE_SHIFT
+            if cache is not None and cache.is_cached(pfn):
+                if pte & PTE_DIRTY:
+                    cache.write_page(pfn)
+                cache.remove_mapping(pfn, self, vaddr)
             words[slot] = 0
-            self.ram.put((pte & PTE_FRAME) >> PAGE_SHIFT)
+            self.ram.put(pfn)
             self.resident -= 1
             gone.append(vaddr)
         return gone
@@ -252,7 +267,10 @@ class AddressSpace:
                 if cow and pte & PTE_WRITABLE:
                     pte &= ~PTE_WRITABLE
                     words[slot] = pte
-                get((pte & PTE_FRAME) >> PAGE_SHIFT)
+                pfn = (pte & PTE_FRAME) >> PAGE_SHIFT
+                get(pfn)
+                if self.cache is not None and self.cache.is_cached(pfn):
+                    self.cache.add_mapping(pfn, child, vaddr)
                 child.pagetable.set(vaddr, pte)
                 child.resident += 1
         child.peak_resident = child.resident

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from osmodel.addrspace import PROT_EXEC, PROT_READ, PROT_WRITE, STACK_GUARD_GAP, AddressSpace, Region, page_down
+from osmodel.pagecache import PageCache
 from vm.mmu import ACCESS_FETCH, ACCESS_WRITE, PF_PRESENT, PageFault
 from vm.pagetable import KERNEL_HALF, PTE_FRAME, PTE_NX, PTE_PRESENT, PTE_USER, PTE_WRITABLE
 from vm.ram import PAGE_SHIFT, PAGE_SIZE, Owner, OutOfMemory, PhysicalMemory
@@ -46,18 +47,24 @@ class Segv(Exception):
 
 @dataclass(slots=True)
 class Resolution:
-    """What resolve did: the outcome name, the region, and the frame now mapped (0 for none)."""
+    """What resolve did: the outcome, the region, the frame now mapped (0 for none), whether the file
+    had to be read (a major fault), and how many neighbouring pages fault-around mapped with it."""
     outcome: str
     region: Region | None
     pfn: int = 0
+    major: bool = False
+    around: int = 0
 
 
 class FaultHandler:
     """Resolves page faults for address spaces over one physical memory."""
 
-    def __init__(self, ram: PhysicalMemory, invalidate: Callable[[AddressSpace, int, str], None]):
+    def __init__(self, ram: PhysicalMemory, invalidate: Callable[[AddressSpace, int, str], None],
+                 cache: PageCache, fault_around: int = 0):
         self.ram = ram
         self.invalidate = invalidate          # drop a page of an address space from the TLBs
+        self.cache = cache
+        self.fault_around_pages = fault_around  # 0: off; else the aligned window mapped on a read fault
         self.zero_pfn = ram.alloc(Owner.ZERO)
         self.zero_pfn_refs = 0
 
@@ -78,7 +85,7 @@ class FaultHandler:
             return self.do_wp_page(aspace, region, vaddr, fault.access)
         page = page_down(vaddr)
         if region.backing is not None and page < region.file_end and page + PAGE_SIZE > region.file_start:
-            return self.do_file_page(aspace, region, page)
+            return self.do_file_page(aspace, region, page, fault.access)
         res = self.do_anonymous_page(aspace, region, page, fault.access)
         if grew:
             res.outcome = STACK_GROW
@@ -114,16 +121,55 @@ class FaultHandler:
         aspace.map_page(page, pfn, region.pte_flags())
         return Resolution(DEMAND_ZERO, region, pfn)
 
-    def do_file_page(self, aspace: AddressSpace, region: Region, page: int) -> Resolution:
-        """A first touch of a file-backed page: a new frame with the file's bytes (zero past them)."""
-        pfn = self.ram.alloc(Owner.FILE)
+    def do_file_page(self, aspace: AddressSpace, region: Region, page: int, access: int) -> Resolution:
+        """A first touch of a file-backed page: the page cache's frame, mapped read-only in a private
+        mapping (a write copies it at once, as Linux's do_cow_fault); a page the file only partly
+        covers (the one where bss begins) gets a private frame with the file's bytes and zeros."""
         offset, count, at = region.file_bytes(page)
-        if count:
-            data = region.backing.read(offset, count)
-            base = (pfn << PAGE_SHIFT) + at
-            self.ram.view[base:base + len(data)] = data
-        aspace.map_page(page, pfn, region.pte_flags())
-        return Resolution(FILE_LOAD, region, pfn)
+        if count < PAGE_SIZE or offset % PAGE_SIZE:
+            pfn = self.ram.alloc(Owner.FILE)
+            if count:
+                data = region.backing.read(offset, count)
+                base = (pfn << PAGE_SHIFT) + at
+                self.ram.view[base:base + len(data)] = data
+            aspace.map_page(page, pfn, region.pte_flags())
+            return Resolution(FILE_LOAD, region, pfn, major=True)
+        cached, read = self.cache.get(region.backing, offset >> PAGE_SHIFT)
+        if access == ACCESS_WRITE and not region.shared:
+            pfn = self.ram.alloc(Owner.ANON, zero=False)
+            self.ram.copy_frame(pfn, cached)
+            aspace.map_page(page, pfn, region.pte_flags())
+            return Resolution(FILE_LOAD, region, pfn, major=read)
+        self.map_cached(aspace, region, page, cached)
+        around = self.fault_around(aspace, region, page) if self.fault_around_pages > 1 else 0
+        return Resolution(FILE_LOAD, region, cached, major=read, around=around)
+
+    def map_cached(self, aspace: AddressSpace, region: Region, page: int, pfn: int) -> None:
+        """Map a page-cache frame: writable only in a shared mapping; recorded in its reverse map."""
+        flags = region.pte_flags()
+        if not region.shared:
+            flags &= ~PTE_WRITABLE
+        self.ram.get(pfn)
+        aspace.map_page(page, pfn, flags)
+        self.cache.add_mapping(pfn, aspace, page)
+
+    def fault_around(self, aspace: AddressSpace, region: Region, page: int) -> int:
+        """Map the other pages of the aligned fault-around window that the file covers (read ahead into
+        the cache as needed) and that are not mapped yet; how many were mapped."""
+        span = self.fault_around_pages * PAGE_SIZE
+        start = max(region.start, page & ~(span - 1))
+        end = min(region.end, (page & ~(span - 1)) + span)
+        mapped = 0
+        for va in range(start, end, PAGE_SIZE):
+            if va == page or aspace.pagetable.lookup(va) & PTE_PRESENT:
+                continue
+            offset, count, _ = region.file_bytes(va)
+            if count < PAGE_SIZE or offset % PAGE_SIZE or offset >= region.backing.size():
+                continue
+            pfn, _ = self.cache.get(region.backing, offset >> PAGE_SHIFT)
+            self.map_cached(aspace, region, va, pfn)
+            mapped += 1
+        return mapped
 
     def do_wp_page(self, aspace: AddressSpace, region: Region, vaddr: int, access: int) -> Resolution:
         """A write to a present read-only page of a writable region: reuse it if ours alone, else copy it."""
@@ -145,8 +191,11 @@ class FaultHandler:
             pfn = old
             outcome = COW_REUSE
         else:
-            pfn = self.ram.alloc(self.ram.owner[old], zero=False)
+            cached = self.cache.is_cached(old)
+            pfn = self.ram.alloc(Owner.ANON if cached else self.ram.owner[old], zero=False)
             self.ram.copy_frame(pfn, old)
+            if cached:
+                self.cache.remove_mapping(old, aspace, page)
             self.ram.put(old)
             outcome = COW_COPY
         pt.words[slot] = (pfn << PAGE_SHIFT) | region.pte_flags() | (pte & 0x60)  # keep A/D

@@ -101,8 +101,16 @@ class HostFile(File):
         super().__init__(path, flags)
         self.hostfd = hostfd
         self.host_path = host_path or path     # `path` is what the guest called it
+        self._key: tuple[int, int] | None = None
         self.dir_entries: list[os.DirEntry] | None = None   # getdents64's snapshot of a directory
         self.dir_pos = 0
+
+    def key(self) -> tuple[int, int]:
+        """The file's identity (device, inode), as the page cache knows it."""
+        if self._key is None:
+            st = os.fstat(self.hostfd)
+            self._key = (st.st_dev, st.st_ino)
+        return self._key
 
     def read(self, size: int) -> bytes:
         return os.read(self.hostfd, size)
@@ -218,18 +226,6 @@ class PipeEnd(File):
         else:
             self.pipe.writers -= 1
         self.pipe.wakeup(self.pipe)
-
-
-class MappedFile:
-    """The Backing of a file mapping: keeps its own host descriptor so it outlives the guest's close()."""
-
-    def __init__(self, file: File):
-        self.path = file.path
-        self.hostfd = os.dup(file.hostfd)
-
-    def read(self, offset: int, size: int) -> bytes:
-        """Bytes at offset (short at end of file)."""
-        return os.pread(self.hostfd, size, offset)
 
 
 @dataclass

@@ -28,6 +28,7 @@ from osmodel.addrspace import (PROT_EXEC, PROT_READ, PROT_WRITE, STACK_INITIAL, 
 from osmodel.fault import OOM, SEGV, FaultHandler, Resolution, Segv
 from osmodel.files import FdTable, HostFile, SysError
 from osmodel.process import RUNNABLE, SIG_DFL, SIG_IGN, SLEEPING, ZOMBIE, Process
+from osmodel.pagecache import FileBacking, PageCache
 from osmodel.vfs import FileSystem
 from osmodel.signals import IGNORED_BY_DEFAULT, SIGCHLD, SIGKILL, SIGSEGV, signal_for_interrupt
 from vm.cpu import SYSRETQ, Cpu, Trap
@@ -59,6 +60,7 @@ class Config:
     root: str | None = None               # the guest's / (None: the host's file system)
     read_only: bool = False               # refuse every change to the file system (EROFS)
     max_procs: int = 0                    # fork fails with EAGAIN beyond this many processes (0: no limit)
+    fault_around: int = 0                 # pages mapped around a read fault on a file page (Linux: 16; 0 off)
     timeout: float = 0.0                  # stop the guest after this many seconds of wall time (0: never)
     quantum: int = 1_000_000              # instructions a process runs before another runnable one gets the CPU
     strace: TextIO | None = None
@@ -80,7 +82,8 @@ class Kernel:
         self.cpu = Cpu(self.ram, self.tlb)
         self.cpu.faults = self
         self.cpu.on_syscall = self.syscall
-        self.faults = FaultHandler(self.ram, self.invalidate)
+        self.cache = PageCache(self.ram)
+        self.faults = FaultHandler(self.ram, self.invalidate, self.cache, cfg.fault_around)
         self.kernel_pt = PageTable(self.ram)
         self.fs = FileSystem(cfg.root, cfg.read_only)
         self.processes: dict[int, Process] = {}
@@ -164,7 +167,7 @@ class Kernel:
 
     def _new_aspace(self, pid: int) -> AddressSpace:
         """An empty address space sharing the kernel half, tagged with the pid as its address-space id."""
-        aspace = AddressSpace(self.ram, self.kernel_pt.root, asid=pid & 0xFFF)
+        aspace = AddressSpace(self.ram, self.kernel_pt.root, asid=pid & 0xFFF, cache=self.cache)
         aspace.stack_limit = self.config.stack_limit
         self.cpu.flush_tlb(aspace.asid, "new address space")   # the asid may have been used before
         return aspace
@@ -187,13 +190,14 @@ class Kernel:
         stack = build_stack(image, STACK_TOP, argv, envp, hashlib.sha256(seed).digest()[:16], creds,
                             os.fsencode(execfn), HWCAP)
         exe = os.path.abspath(image.path)
+        backing = FileBacking(exe, self.fs.guest_of_host(exe))
         old = proc.aspace
         aspace = self._new_aspace(proc.pid) if old.regions or old.users > 1 else old
         for seg in image.segments:
             file_top = min(page_up(seg.file_end) if seg.file_end > seg.start else seg.start, seg.end)
             if file_top > seg.start:
-                aspace.add(Region(seg.start, file_top, seg.prot, seg.kind, backing=image, offset=seg.offset,
-                                  file_start=seg.start, file_end=seg.file_end, name=self.fs.guest_of_host(exe)))
+                aspace.add(Region(seg.start, file_top, seg.prot, seg.kind, backing=backing, offset=seg.offset,
+                                  file_start=seg.start, file_end=seg.file_end, name=backing.path))
             if seg.end > file_top:
                 aspace.add(Region(file_top, seg.end, seg.prot, "bss"))
         aspace.brk_start = aspace.brk = image.brk_start
@@ -320,6 +324,7 @@ class Kernel:
         if parent is not None:
             parent.child_fault_counts.update(proc.fault_counts)
             parent.child_fault_counts.update(proc.child_fault_counts)
+            parent.child_major_faults += proc.major_faults + proc.child_major_faults
         self._unmap_task_record(proc)
         self.reaped.append(proc)
         del self.processes[proc.pid]
@@ -495,7 +500,12 @@ class Kernel:
     def resolve(self, proc: Process, fault: PageFault, kernel_mode: bool = False) -> Resolution:
         """Run the fault handler for proc, count and report the outcome; re-raise Segv/OutOfMemory."""
         try:
-            res = self.faults.resolve(proc.aspace, fault)
+            try:
+                res = self.faults.resolve(proc.aspace, fault)
+            except OutOfMemory:
+                if not self.cache.shrink():        # unmapped cached file pages are the first to go
+                    raise
+                res = self.faults.resolve(proc.aspace, fault)
         except Segv as segv:
             proc.fault_counts[SEGV] += 1
             if not kernel_mode:
@@ -508,6 +518,8 @@ class Kernel:
             self._observe(proc, fault, None, oom)
             raise
         proc.fault_counts[res.outcome] += 1
+        if res.major:
+            proc.major_faults += 1
         if self.fault_observers:
             self._observe(proc, fault, res, None)
         return res
@@ -612,3 +624,4 @@ class Kernel:
             self.exit(proc, signal=SIGKILL)
         for proc in list(self.processes.values()):
             self.reap(proc)
+        self.cache.clear()

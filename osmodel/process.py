@@ -32,6 +32,8 @@ class Process:
     killed_by: int | None = None          # the signal that killed it
     fault_counts: Counter = field(default_factory=Counter)
     child_fault_counts: Counter = field(default_factory=Counter)   # of reaped children (getrusage)
+    major_faults: int = 0                 # faults that had to read a file (the rest are minor)
+    child_major_faults: int = 0
     fault_error: object = None            # the Segv/OutOfMemory behind the last refused fault
     task_pfn: int = 0                     # frame of its task record in the kernel half
     clear_child_tid: int = 0

@@ -54,10 +54,36 @@ def sys_read(k: Kernel, p: Process, fd: int, buf: int, count: int) -> int:
     return len(data)
 
 
+def write_file(k: Kernel, f, data: bytes, offset: int | None = None) -> int:
+    """Write to an open file (at offset for pwrite); the page cache's copy of a regular file follows."""
+    cached = isinstance(f, HostFile) and k.cache.files and f.key() in k.cache.files
+    if offset is None:
+        at = f.lseek(0, os.SEEK_CUR) if cached else 0
+        n = f.write(data)
+    else:
+        at = offset
+        n = os.pwrite(f.hostfd, data, offset) if isinstance(f, HostFile) else f.write(data)
+    if cached and n > 0:
+        if f.flags & os.O_APPEND and offset is None:
+            at = f.lseek(0, os.SEEK_CUR) - n
+        k.cache.file_written(f.key(), at, data[:n])
+    return n
+
+
 @syscall("write", "dbu")
 def sys_write(k: Kernel, p: Process, fd: int, buf: int, count: int) -> int:
     f = p.files.get(signed32(fd))
-    return f.write(k.copyin(p, buf, min(count, MAX_IO)))
+    return write_file(k, f, k.copyin(p, buf, min(count, MAX_IO)))
+
+
+@syscall("pwrite64", "dbud")
+def sys_pwrite64(k: Kernel, p: Process, fd: int, buf: int, count: int, offset: int) -> int:
+    f = p.files.get(signed32(fd))
+    if signed(offset) < 0:
+        raise SysError(errno.EINVAL)
+    if not isinstance(f, HostFile):
+        raise SysError(errno.ESPIPE)
+    return write_file(k, f, k.copyin(p, buf, min(count, MAX_IO)), signed(offset))
 
 
 @syscall("pread64", "dBud")
@@ -94,7 +120,7 @@ def sys_readv(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int) -> int:
 def sys_writev(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int) -> int:
     f = p.files.get(signed32(fd))
     data = b"".join(k.copyin(p, base, min(length, MAX_IO)) for base, length in iovecs(k, p, iov, iovcnt))
-    return f.write(data) if data else 0
+    return write_file(k, f, data) if data else 0
 
 
 def open_file(k: Kernel, p: Process, dirfd: int, path: int, flags: int, mode: int) -> int:

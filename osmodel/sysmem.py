@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING
 
 from osmodel.addrspace import (PROT_EXEC, PROT_READ, PROT_WRITE, STACK_GUARD_GAP, AddressSpace, Region,
                                page_up)
-from osmodel.files import HostFile, MappedFile, SysError
+from osmodel.files import HostFile, SysError
+from osmodel.pagecache import FileBacking
 from osmodel.syscall import signed32, syscall
-from vm.pagetable import USER_TOP
-from vm.ram import PAGE_SIZE
+from vm.pagetable import PTE_FRAME, USER_TOP
+from vm.ram import PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
     from osmodel.kernel import Kernel
@@ -80,15 +81,16 @@ def sys_mmap(k: Kernel, p: Process, addr: int, length: int, prot: int, flags: in
     name = ""
     if not flags & MAP_ANONYMOUS:
         f = p.files.get(signed32(fd))
-        if not isinstance(f, HostFile):
+        if not isinstance(f, HostFile) or f.is_directory():
             raise SysError(errno.ENODEV)
         if f.flags & 3 == 1:                      # O_WRONLY
             raise SysError(errno.EACCES)
-        if f.is_directory():
-            raise SysError(errno.ENODEV)
-        if kind != MAP_PRIVATE and prot & PROT_WRITE:
-            raise SysError(errno.ENODEV)          # shared writable file mappings: not supported yet
-        backing = MappedFile(f)
+        shared_write = kind != MAP_PRIVATE and prot & PROT_WRITE
+        if shared_write and f.flags & 3 != 2:     # a shared writable mapping needs O_RDWR
+            raise SysError(errno.EACCES)
+        if shared_write:
+            k.fs.check_write()
+        backing = FileBacking(f.host_path, f.path, fd=f.hostfd)
         name = f.path
     if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
         if addr % PAGE_SIZE or addr + size > USER_TOP or addr < 0x10000:
@@ -103,8 +105,7 @@ def sys_mmap(k: Kernel, p: Process, addr: int, length: int, prot: int, flags: in
         if not start:
             raise SysError(errno.ENOMEM)
     region = Region(start, start + size, prot, "mmap", backing=backing, offset=offset,
-                    file_start=start, file_end=start + size, shared=kind == MAP_SHARED and backing is None,
-                    name=name)
+                    file_start=start, file_end=start + size, shared=kind != MAP_PRIVATE, name=name)
     a.add(region)
     return start
 
@@ -159,3 +160,93 @@ def sys_madvise(k: Kernel, p: Process, addr: int, length: int, advice: int) -> i
     if advice in MADV_HINTS:
         return 0
     raise SysError(errno.EINVAL)
+
+
+MS_ASYNC, MS_INVALIDATE, MS_SYNC = 1, 2, 4
+
+
+@syscall("msync", "pux")
+def sys_msync(k: Kernel, p: Process, addr: int, length: int, flags: int) -> int:
+    """Write back the dirty page-cache pages of shared mappings in the range."""
+    if addr % PAGE_SIZE or flags & ~(MS_ASYNC | MS_INVALIDATE | MS_SYNC) or (flags & MS_ASYNC and flags & MS_SYNC):
+        raise SysError(errno.EINVAL)
+    a = p.aspace
+    end = addr + page_up(length)
+    covered = addr
+    for r in a.regions:
+        if r.end <= covered or r.start >= end:
+            continue
+        if r.start > covered:
+            break
+        covered = r.end
+    if covered < end:
+        raise SysError(errno.ENOMEM)
+    invalidate = lambda aspace, va: k.cpu.invalidate_page(va, aspace.asid, "msync")  # noqa: E731
+    for _va, _slot, pte in list(a.pagetable.leaves(addr, end)):
+        pfn = (pte & PTE_FRAME) >> PAGE_SHIFT
+        if k.cache.is_cached(pfn):
+            k.cache.writeback(pfn, invalidate)
+    return 0
+
+
+MREMAP_MAYMOVE = 1
+MREMAP_FIXED = 2
+
+
+@syscall("mremap", "puuxp")
+def sys_mremap(k: Kernel, p: Process, old: int, old_size: int, new_size: int, flags: int, new_addr: int) -> int:
+    """Shrink a mapping in place, grow it in place when the space above is free, else move it (MAYMOVE)."""
+    a = p.aspace
+    if old % PAGE_SIZE or flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED) or not new_size \
+            or (flags & MREMAP_FIXED and not flags & MREMAP_MAYMOVE):
+        raise SysError(errno.EINVAL)
+    old_size, new_size = page_up(old_size), page_up(new_size)
+    region = a.find(old)
+    if region is None or region.start > old or old + old_size > region.end:
+        raise SysError(errno.EFAULT)
+    if flags & MREMAP_FIXED:
+        if new_addr % PAGE_SIZE:
+            raise SysError(errno.EINVAL)
+        unmap_range(k, a, new_addr, new_addr + new_size, "munmap")
+        return move_pages(k, a, old, old_size, new_size, new_addr)
+    if new_size <= old_size:
+        if new_size < old_size:
+            unmap_range(k, a, old + new_size, old + old_size, "munmap")
+        return old
+    if old + old_size == region.end and a.is_free(region.end, old + new_size) and old + new_size <= USER_TOP:
+        a.resize(region, region.start, old + new_size)
+        if region.backing is not None:
+            region.file_end = max(region.file_end, old + new_size)
+        return old
+    if not flags & MREMAP_MAYMOVE:
+        raise SysError(errno.ENOMEM)
+    target = a.find_free(new_size)
+    if not target:
+        raise SysError(errno.ENOMEM)
+    return move_pages(k, a, old, old_size, new_size, target)
+
+
+def move_pages(k: Kernel, a: AddressSpace, old: int, old_size: int, new_size: int, target: int) -> int:
+    """Move the mapping at [old, old+old_size) to target, growing it to new_size: the page-table entries
+    move with it, so the frames (and their contents) follow without a copy."""
+    parts = a.carve(old, old + old_size)
+    first = parts[0]
+    words = a.pagetable.words
+    moved = []
+    for va, slot, pte in list(a.pagetable.leaves(old, old + old_size)):
+        words[slot] = 0
+        a.pagetable.set(target + (va - old), pte)
+        pfn = (pte & PTE_FRAME) >> PAGE_SHIFT
+        if k.cache.is_cached(pfn):
+            k.cache.remove_mapping(pfn, a, va)
+            k.cache.add_mapping(pfn, a, target + (va - old))
+        moved.append(va)
+    for r in parts:
+        a.remove(r)
+    delta = target - old
+    region = Region(target, target + new_size, first.prot, first.kind, backing=first.backing, offset=first.offset,
+                    file_start=first.file_start + delta, file_end=max(first.file_end + delta, target + new_size)
+                    if first.backing is not None else 0, shared=first.shared, name=first.name)
+    a.add(region)
+    invalidate_pages(k, a, moved, "munmap")
+    return target

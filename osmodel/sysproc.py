@@ -9,7 +9,6 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
-from osmodel.fault import FILE_LOAD
 from osmodel.files import Block, SysError
 from osmodel.process import SIG_DFL, SIG_IGN
 from osmodel.signals import SIGCHLD, SIGKILL, SIGSTOP
@@ -323,7 +322,7 @@ def sys_wait4(k: Kernel, p: Process, pid: int, status: int, options: int, rusage
     if status:
         k.copyout(p, status, struct.pack("<i", child.wait_status()))
     if rusage:
-        k.copyout(p, rusage, pack_rusage(child.fault_counts))
+        k.copyout(p, rusage, pack_rusage(child.fault_counts, child.major_faults))
     k.reap(child)
     return child.pid
 
@@ -476,9 +475,8 @@ def sys_getsid(k: Kernel, p: Process, pid: int) -> int:
     return target.sid
 
 
-def pack_rusage(counts) -> bytes:
+def pack_rusage(counts, major: int) -> bytes:
     """A struct rusage carrying our fault counts as minor and major faults (times are not modelled: 0)."""
-    major = counts[FILE_LOAD]
     minor = sum(counts.values()) - major - counts["segv"] - counts["oom"]
     fields = [0] * 14
     fields[4], fields[5] = minor, major
@@ -489,12 +487,12 @@ def pack_rusage(counts) -> bytes:
 def sys_getrusage(k: Kernel, p: Process, who: int, usage: int) -> int:
     who = signed32(who)
     if who == 0 or who == 1:
-        counts = p.fault_counts
+        counts, major = p.fault_counts, p.major_faults
     elif who == -1:
-        counts = p.child_fault_counts
+        counts, major = p.child_fault_counts, p.child_major_faults
     else:
         raise SysError(errno.EINVAL)
-    k.copyout(p, usage, pack_rusage(counts))
+    k.copyout(p, usage, pack_rusage(counts, major))
     return 0
 
 
