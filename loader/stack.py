@@ -78,7 +78,7 @@ class InitialStack:
 
 def build_stack(image: Image, top: int, argv: list[bytes], envp: list[bytes], random16: bytes,
                 creds: Credentials, execfn: bytes, hwcap: int, platform: bytes = b"x86_64",
-                clktck: int = 100, minsigstksz: int | None = None) -> InitialStack:
+                clktck: int = 100, minsigstksz: int | None = None, interp_base: int = 0) -> InitialStack:
     """The stack Linux would build at `top` (page-aligned) to start `image`; LoadError('argument list too long') past Linux's limits.
 
     An empty argv becomes [b""], as Linux >= 5.18 does.  AT_MINSIGSTKSZ is
@@ -100,7 +100,8 @@ def build_stack(image: Image, top: int, argv: list[bytes], envp: list[bytes], ra
     platform_addr = mem.push_string(platform) if platform else 0
     random_addr = mem.push(random16)
 
-    auxv = make_auxv(image, creds, hwcap, clktck, minsigstksz, random_addr, execfn_addr, platform_addr)
+    auxv = make_auxv(image, creds, hwcap, clktck, minsigstksz, random_addr, execfn_addr, platform_addr,
+                     interp_base)
     table = [len(argv), *argv_addrs, 0, *envp_addrs, 0, *(x for pair in auxv for x in pair)]
     sp = (mem.sp - WORD * len(table)) & ~(STACK_ALIGN - 1)  # STACK_ROUND
     mem.place(sp, struct.pack(f"<{len(table)}Q", *table))
@@ -121,7 +122,7 @@ def check_strings(argv: list[bytes], envp: list[bytes], execfn: bytes, platform:
 
 
 def make_auxv(image: Image, creds: Credentials, hwcap: int, clktck: int, minsigstksz: int | None,
-              random_addr: int, execfn_addr: int, platform_addr: int) -> list[tuple[int, int]]:
+              random_addr: int, execfn_addr: int, platform_addr: int, interp_base: int = 0) -> list[tuple[int, int]]:
     """The auxv pairs in the order Linux x86-64 emits them (no vDSO, so no AT_SYSINFO_EHDR), AT_NULL last."""
     auxv = [(AT_MINSIGSTKSZ, minsigstksz)] if minsigstksz is not None else []
     auxv += [
@@ -131,7 +132,7 @@ def make_auxv(image: Image, creds: Credentials, hwcap: int, clktck: int, minsigs
         (AT_PHDR, image.phdr),
         (AT_PHENT, image.phent),
         (AT_PHNUM, image.phnum),
-        (AT_BASE, 0),                   # no interpreter
+        (AT_BASE, interp_base),         # where the interpreter (PT_INTERP) was loaded; 0 if none
         (AT_FLAGS, 0),
         (AT_ENTRY, image.entry),
         (AT_UID, creds.uid),

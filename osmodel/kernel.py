@@ -23,8 +23,8 @@ from loader.elf import Image, LoadError, load_image
 from loader.stack import Credentials, build_stack
 from loader.symbols import Symbols
 from osmodel import report
-from osmodel.addrspace import (PROT_EXEC, PROT_READ, PROT_WRITE, STACK_INITIAL, STACK_TOP, AddressSpace, Region,
-                               page_down, page_up)
+from osmodel.addrspace import (MMAP_BASE, PROT_EXEC, PROT_READ, PROT_WRITE, STACK_INITIAL, STACK_TOP, AddressSpace,
+                               Region, page_down, page_up)
 from osmodel.fault import OOM, SEGV, FaultHandler, Resolution, Segv
 from osmodel.files import FdTable, HostFile, SysError
 from osmodel.process import RUNNABLE, SIG_DFL, SIG_IGN, SLEEPING, ZOMBIE, Process
@@ -173,33 +173,26 @@ class Kernel:
         return aspace
 
     def exec_image(self, proc: Process, image: Image, argv: list[bytes], envp: list[bytes], execfn: str) -> None:
-        """Replace proc's memory with `image`: regions for each segment, bss, stack; the initial stack written.
+        """Replace proc's memory with `image` (and its PT_INTERP interpreter): regions for each segment,
+        bss and stack; the initial stack written; execution starts at the interpreter's entry, or the image's.
 
-        Raises LoadError (leaving proc untouched) if the image needs an interpreter or the arguments do not fit.
+        Raises LoadError (leaving proc untouched) if the interpreter is missing or the arguments do not fit.
         """
-        if image.interp:
-            if not os.path.exists(self.fs.host_path(image.interp)):
-                raise LoadError(f"interpreter {image.interp} not found")
-            raise LoadError(f"dynamically linked (interpreter {image.interp}): only static programs run yet")
-        size = sum(seg.end - seg.start for seg in image.segments)
+        interp = self._load_interpreter(image) if image.interp else None
+        size = sum(seg.end - seg.start for img in (image, interp) if img for seg in img.segments)
         if size > self.ram.size:
             raise LoadError(f"segments need {size >> 20} MiB, more than the {self.ram.size >> 20} MiB of physical memory")
         proc.exec_count += 1
         seed = f"{self.config.seed}:{proc.pid}:{proc.exec_count}".encode()
         creds = Credentials(os.getuid(), os.geteuid(), os.getgid(), os.getegid())
         stack = build_stack(image, STACK_TOP, argv, envp, hashlib.sha256(seed).digest()[:16], creds,
-                            os.fsencode(execfn), HWCAP)
+                            os.fsencode(execfn), HWCAP, interp_base=interp.load_bias if interp else 0)
         exe = os.path.abspath(image.path)
-        backing = FileBacking(exe, self.fs.guest_of_host(exe))
         old = proc.aspace
         aspace = self._new_aspace(proc.pid) if old.regions or old.users > 1 else old
-        for seg in image.segments:
-            file_top = min(page_up(seg.file_end) if seg.file_end > seg.start else seg.start, seg.end)
-            if file_top > seg.start:
-                aspace.add(Region(seg.start, file_top, seg.prot, seg.kind, backing=backing, offset=seg.offset,
-                                  file_start=seg.start, file_end=seg.file_end, name=backing.path))
-            if seg.end > file_top:
-                aspace.add(Region(file_top, seg.end, seg.prot, "bss"))
+        self._map_image(aspace, image)
+        if interp is not None:
+            self._map_image(aspace, interp)
         aspace.brk_start = aspace.brk = image.brk_start
         aspace.stack_limit = old.stack_limit
         stack_prot = PROT_READ | PROT_WRITE | (PROT_EXEC if image.stack_exec else 0)
@@ -214,9 +207,37 @@ class Kernel:
         self._write_task_record(proc)
         self.copyout(proc, stack.sp, stack.data)
         self.cpu.reset_user_state(stack.sp)
-        proc.resume_rip = image.entry
+        proc.resume_rip = interp.entry if interp is not None else image.entry
         if proc is self.current:
             self.cpu.switch_to(aspace.pagetable.root, aspace.asid)
+
+    def _load_interpreter(self, image: Image) -> Image:
+        """The program's interpreter (ld.so), placed just below the mmap area as Linux maps it."""
+        host = self.fs.resolve(image.interp, "/")[1]
+        if not os.path.exists(host):
+            raise LoadError(f"interpreter {image.interp} not found")
+        try:
+            interp = load_image(host)
+        except LoadError as err:
+            raise LoadError(f"interpreter {image.interp}: {err}") from None
+        if interp.interp:
+            raise LoadError(f"interpreter {image.interp} itself needs an interpreter")
+        if interp.elf_type == "ET_DYN":
+            span = interp.segments[-1].end - interp.segments[0].start
+            interp = load_image(host, base=page_down(MMAP_BASE - span))
+        return interp
+
+    def _map_image(self, aspace: AddressSpace, image: Image) -> None:
+        """Regions for an image's segments: file-backed pages, then the zero-filled rest as bss."""
+        exe = os.path.abspath(image.path)
+        backing = FileBacking(exe, self.fs.guest_of_host(exe))
+        for seg in image.segments:
+            file_top = min(page_up(seg.file_end) if seg.file_end > seg.start else seg.start, seg.end)
+            if file_top > seg.start:
+                aspace.add(Region(seg.start, file_top, seg.prot, seg.kind, backing=backing, offset=seg.offset,
+                                  file_start=seg.start, file_end=seg.file_end, name=backing.path))
+            if seg.end > file_top:
+                aspace.add(Region(file_top, seg.end, seg.prot, "bss"))
 
     def execve(self, proc: Process, path: str, argv: list[bytes], envp: list[bytes], depth: int = 0) -> None:
         """The execve system call: run the guest path `path` (an ELF or a #! script), or raise SysError leaving proc intact."""

@@ -539,3 +539,34 @@ def sys_prctl(k: Kernel, p: Process, option: int, arg2: int, arg3: int, arg4: in
         k.copyout(p, arg2, p.name.encode()[:TASK_COMM_LEN - 1].ljust(TASK_COMM_LEN, b"\0"))
         return 0
     raise SysError(errno.EINVAL)
+
+
+FUTEX_WAIT, FUTEX_WAKE, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP = 0, 1, 3, 4, 5
+FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET = 9, 10
+FUTEX_CMD_MASK = 0x7F      # without FUTEX_PRIVATE_FLAG (128) and FUTEX_CLOCK_REALTIME (256)
+
+
+@syscall("futex", "pxdppd")
+def sys_futex(k: Kernel, p: Process, uaddr: int, op: int, val: int, timeout: int, uaddr2: int, val3: int) -> int:
+    """Futexes of single-threaded processes: a wait whose word still holds `val` could only be ended by
+    another thread, so it times out (or, without a timeout, is a deadlock: EDEADLK); wakes find no waiter."""
+    cmd = op & FUTEX_CMD_MASK
+    if uaddr % 4:
+        raise SysError(errno.EINVAL)
+    if cmd in (FUTEX_WAIT, FUTEX_WAIT_BITSET):
+        current = struct.unpack("<I", k.copyin(p, uaddr, 4))[0]
+        if current != val & 0xFFFF_FFFF:
+            raise SysError(errno.EAGAIN)
+        if timeout:
+            sec, nsec = struct.unpack("<qq", k.copyin(p, timeout, 16))
+            delay = sec + nsec / 1e9
+            if cmd == FUTEX_WAIT_BITSET or op & 256:      # absolute timeout
+                delay -= time.clock_gettime(time.CLOCK_REALTIME if op & 256 else time.CLOCK_MONOTONIC)
+            if delay > 0:
+                time.sleep(delay)
+            raise SysError(errno.ETIMEDOUT)
+        raise SysError(errno.EDEADLK)
+    if cmd in (FUTEX_WAKE, FUTEX_WAKE_BITSET, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP):
+        k.copyin(p, uaddr, 4)
+        return 0
+    raise SysError(errno.ENOSYS)
