@@ -31,6 +31,8 @@ PROGRAMS: list[tuple[str, list[str]]] = [
     ("compute", ["samples/bin/compute", "100000000"]),
     ("touch", ["samples/bin/touch", "64"]),
     ("forktouch", ["samples/bin/forktouch", "64"]),
+    ("ls -l /usr/bin", ["/bin/ls", "-l", "/usr/bin"]),
+    ("python3 -S -c pass", ["/usr/bin/python3", "-S", "-c", "pass"]),
 ]
 
 # The program run with --stats to measure the demand-zero fault rate.

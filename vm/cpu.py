@@ -33,6 +33,8 @@ USER_RFLAGS = 0x202
 
 UC_READ, UC_WRITE, UC_EXEC = ucc.UC_PROT_READ, ucc.UC_PROT_WRITE, ucc.UC_PROT_EXEC
 _WRITE_OK = PTE_WRITABLE | PTE_DIRTY      # a cached entry serves a write only if both are set
+_GROW_FIRST = 512                  # fills before the first growth flush of Unicorn's TLB
+_GROW_MAX = 1 << 20                # the largest interval between growth flushes
 _TLB_FLUSH_CODE = (ucc.UC_CTL_IO_WRITE << 30) | ucc.UC_CTL_TLB_FLUSH
 _FILL_CFUNC = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int,
                                ctypes.POINTER(ucbinding.uc_tlb_entry), ctypes.c_void_p)
@@ -78,6 +80,8 @@ class Cpu:
         self._uc_holds: set[int] = set()   # pages handed to Unicorn's TLB since it was last flushed
         self._filling = -1                 # the page Unicorn is filling now (its stale entries get replaced)
         self._stale_filling = False        # that page was invalidated during the fill
+        self._grew_at = 0                  # fills count at the last growth flush
+        self._grow_at = _GROW_FIRST        # fills count at which to flush again so Unicorn's TLB grows
         uc = Uc(UC_ARCH_X86, UC_MODE_64)
         self.uc = uc
         self._uch = uc._uch
@@ -115,6 +119,8 @@ class Cpu:
                 if not pte:
                     return self._refuse_fill()
             self.fills += 1
+            if self.fills >= self._grow_at:
+                self._grow_unicorn_tlb()
             e = entry[0]
             e.paddr = pte & PTE_FRAME
             perms = UC_READ
@@ -131,6 +137,13 @@ class Cpu:
             return self._refuse_fill()
         finally:
             self._filling = -1
+
+    def _grow_unicorn_tlb(self) -> None:
+        """QEMU resizes its TLB only when it is flushed, by how full it was: flushing after 2x, 4x...
+        more fills each time lets it grow to the working set instead of thrashing at 256 entries."""
+        self._grow_at = self.fills + min(2 * (self._grow_at - self._grew_at), _GROW_MAX)
+        self._grew_at = self.fills
+        self.flush_unicorn_tlb()
 
     def _refuse_fill(self) -> bool:
         """The fill fails: Unicorn keeps what it had, so an invalidation skipped during it must flush now."""
