@@ -19,11 +19,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, TextIO
 
-from loader.elf import Image, LoadError, load_image
+from loader.elf import DEFAULT_PIE_BASE, Image, LoadError, load_image
 from loader.stack import Credentials, build_stack
 from loader.symbols import Symbols
 from osmodel import report
-from osmodel.addrspace import (MMAP_BASE, PROT_EXEC, PROT_READ, PROT_WRITE, STACK_INITIAL, STACK_TOP, AddressSpace,
+from osmodel.addrspace import (PROT_EXEC, PROT_READ, PROT_WRITE, STACK_INITIAL, STACK_TOP, AddressSpace,
                                Region, page_down, page_up)
 from osmodel.fault import OOM, SEGV, FaultHandler, Resolution, Segv
 from osmodel.files import FdTable, HostFile, SysError
@@ -60,6 +60,7 @@ class Config:
     root: str | None = None               # the guest's / (None: the host's file system)
     read_only: bool = False               # refuse every change to the file system (EROFS)
     max_procs: int = 0                    # fork fails with EAGAIN beyond this many processes (0: no limit)
+    aslr: bool = False                    # randomise the PIE base, mmap base and stack top (from --seed)
     fault_around: int = 0                 # pages mapped around a read fault on a file page (Linux: 16; 0 off)
     timeout: float = 0.0                  # stop the guest after this many seconds of wall time (0: never)
     quantum: int = 1_000_000              # instructions a process runs before another runnable one gets the CPU
@@ -178,25 +179,27 @@ class Kernel:
 
         Raises LoadError (leaving proc untouched) if the interpreter is missing or the arguments do not fit.
         """
-        interp = self._load_interpreter(image) if image.interp else None
+        exe = os.path.abspath(image.path)
+        old = proc.aspace
+        aspace = self._new_aspace(proc.pid) if old.regions or old.users > 1 else old
+        if self.config.aslr:
+            image = self._randomise(aspace, image, proc)
+        interp = self._load_interpreter(image, aspace.mmap_base) if image.interp else None
         size = sum(seg.end - seg.start for img in (image, interp) if img for seg in img.segments)
         if size > self.ram.size:
             raise LoadError(f"segments need {size >> 20} MiB, more than the {self.ram.size >> 20} MiB of physical memory")
         proc.exec_count += 1
         seed = f"{self.config.seed}:{proc.pid}:{proc.exec_count}".encode()
         creds = Credentials(os.getuid(), os.geteuid(), os.getgid(), os.getegid())
-        stack = build_stack(image, STACK_TOP, argv, envp, hashlib.sha256(seed).digest()[:16], creds,
+        stack = build_stack(image, aspace.stack_top, argv, envp, hashlib.sha256(seed).digest()[:16], creds,
                             os.fsencode(execfn), HWCAP, interp_base=interp.load_bias if interp else 0)
-        exe = os.path.abspath(image.path)
-        old = proc.aspace
-        aspace = self._new_aspace(proc.pid) if old.regions or old.users > 1 else old
         self._map_image(aspace, image)
         if interp is not None:
             self._map_image(aspace, interp)
         aspace.brk_start = aspace.brk = image.brk_start
         aspace.stack_limit = old.stack_limit
         stack_prot = PROT_READ | PROT_WRITE | (PROT_EXEC if image.stack_exec else 0)
-        aspace.add(Region(STACK_TOP - STACK_INITIAL, STACK_TOP, stack_prot, "stack"))
+        aspace.add(Region(aspace.stack_top - STACK_INITIAL, aspace.stack_top, stack_prot, "stack"))
         if aspace is not old:
             self.release_aspace(old, "exec")
         proc.aspace = aspace
@@ -211,7 +214,17 @@ class Kernel:
         if proc is self.current:
             self.cpu.switch_to(aspace.pagetable.root, aspace.asid)
 
-    def _load_interpreter(self, image: Image) -> Image:
+    def _randomise(self, aspace: AddressSpace, image: Image, proc: Process) -> Image:
+        """--aslr: offsets for the stack top, the mmap base and a PIE's base, drawn from the seed
+        (as Linux's 22, 28 and 28 bits of page-granular entropy on x86-64)."""
+        rng = random.Random(f"aslr:{self.config.seed}:{proc.pid}:{proc.exec_count}")
+        aspace.stack_top = STACK_TOP - (rng.getrandbits(22) << PAGE_SHIFT)
+        aspace.mmap_base = aspace.stack_top - aspace.stack_limit - (256 << 20) - (rng.getrandbits(28) << PAGE_SHIFT)
+        if image.elf_type == "ET_DYN":
+            image = load_image(image.path, base=DEFAULT_PIE_BASE + (rng.getrandbits(28) << PAGE_SHIFT))
+        return image
+
+    def _load_interpreter(self, image: Image, mmap_base: int) -> Image:
         """The program's interpreter (ld.so), placed just below the mmap area as Linux maps it."""
         host = self.fs.resolve(image.interp, "/")[1]
         if not os.path.exists(host):
@@ -224,7 +237,7 @@ class Kernel:
             raise LoadError(f"interpreter {image.interp} itself needs an interpreter")
         if interp.elf_type == "ET_DYN":
             span = interp.segments[-1].end - interp.segments[0].start
-            interp = load_image(host, base=page_down(MMAP_BASE - span))
+            interp = load_image(host, base=page_down(mmap_base - span))
         return interp
 
     def _map_image(self, aspace: AddressSpace, image: Image) -> None:
