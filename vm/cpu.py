@@ -30,6 +30,8 @@ MSR_STAR = 0xC0000081
 EFER_SCE = 1 << 0
 SYSRETQ = bytes.fromhex("480f07")
 USER_RFLAGS = 0x202
+FPU_CONTROL_INIT = 0x37F
+MXCSR_INIT = 0x1F80
 
 UC_READ, UC_WRITE, UC_EXEC = ucc.UC_PROT_READ, ucc.UC_PROT_WRITE, ucc.UC_PROT_EXEC
 _WRITE_OK = PTE_WRITABLE | PTE_DIRTY      # a cached entry serves a write only if both are set
@@ -99,6 +101,7 @@ class Cpu:
         uc.hook_add(UC_HOOK_INSN_INVALID, self._invalid)
         uc.msr_write(MSR_EFER, uc.msr_read(MSR_EFER) | EFER_SCE)
         uc.msr_write(MSR_STAR, 0x23 << 48)   # sysretq lands in CS 0x33 / SS 0x2b, CPL 3
+        self.reset_fpu()
 
     # -- translation -----------------------------------------------------------------------
 
@@ -241,6 +244,12 @@ class Cpu:
         uc.reg_write(x86.UC_X86_REG_RIP, trampoline)
         self.user = False
 
+    def reset_fpu(self) -> None:
+        """The FPU and SSE state Linux gives a new program (fninit): x87 at 64-bit precision, round to
+        nearest, exceptions masked (FCW 0x37f), MXCSR 0x1f80. Unicorn's reset leaves x87 at single precision."""
+        self.uc.reg_write(x86.UC_X86_REG_FPCW, FPU_CONTROL_INIT)
+        self.uc.reg_write(x86.UC_X86_REG_MXCSR, MXCSR_INIT)
+
     def reset_user_state(self, rsp: int) -> None:
         """A fresh register file for a new program (execve): all zero but RSP, flags, and SSE defaults."""
         uc = self.uc
@@ -248,7 +257,7 @@ class Cpu:
             uc.reg_write(REG[name], 0)
         for i in range(16):
             uc.reg_write(getattr(x86, f"UC_X86_REG_XMM{i}"), 0)
-        uc.reg_write(x86.UC_X86_REG_MXCSR, 0x1F80)
+        self.reset_fpu()
         uc.reg_write(x86.UC_X86_REG_RFLAGS, USER_RFLAGS)
         uc.reg_write(x86.UC_X86_REG_RSP, rsp)
 
