@@ -12,6 +12,7 @@ import click
 
 from loader.elf import LoadError
 from osmodel.kernel import Config, InternalError, Kernel
+from osmodel.trace import Instruments
 
 EXIT_INTERNAL = 70      # EX_SOFTWARE: run-elf itself failed
 EXIT_CANNOT_EXEC = 126  # as a shell, for a file it cannot execute
@@ -79,11 +80,27 @@ def guest_environment(clear: bool, unset: tuple[str, ...], settings: tuple[str, 
 @click.option("--tlb-ways", type=click.IntRange(1), default=12, show_default=True, help="Associativity of the TLB.")
 @click.option("--tlb-policy", type=click.Choice(["lru", "fifo", "random"]), default="lru", show_default=True,
               help="TLB replacement policy (on the fast path recency is seen only at fills).")
-@click.option("--stats", is_flag=True, help="Print fault, TLB and memory statistics to stderr at exit.")
+@click.option("--stats", is_flag=True, help="Print fault, TLB and memory statistics (per process) to stderr at exit.")
+@click.option("--trace-faults", metavar="FILE",
+              help="Write one record per page fault to FILE ('-': stderr). The extension picks the format: "
+                   ".jsonl JSON lines, .csv CSV, anything else an aligned table. Implies statistics at exit.")
+@click.option("--trace-tlb", metavar="FILE",
+              help="Write one record per TLB miss, fill, eviction, invalidation, flush, page walk and context "
+                   "switch to FILE (formats as --trace-faults).")
+@click.option("--trace-limit", type=click.IntRange(0), metavar="N",
+              help="Record at most N events per trace file, then count the rest (a final record says how many).")
+@click.option("--dump-maps", is_flag=True,
+              help="Print each process's regions in /proc/PID/maps format to stderr as it exits (or is killed).")
+@click.option("--dump-pagetable", is_flag=True,
+              help="Print each process's page-table tree (PML4/PDPT/PD/PT entries, bits, frames) to stderr as it exits.")
+@click.option("--dump-frames", is_flag=True,
+              help="Print physical memory by owner (page table, anon, file, stack, kernel, zero, free) to stderr "
+                   "when pid 1 exits and after the run.")
 @click.argument("program")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(program, args, phys_mem, stack_limit, seed, strace, env_set, unset, ignore_environment,
-        tlb_entries, tlb_ways, tlb_policy, stats):
+        tlb_entries, tlb_ways, tlb_policy, stats, trace_faults, trace_tlb, trace_limit, dump_maps, dump_pagetable,
+        dump_frames):
     """Run the Linux x86-64 ELF PROGRAM with ARGS on an emulated machine whose every memory access goes
     through run-elf's own page tables, TLB and page-fault handler.
 
@@ -108,20 +125,30 @@ def run(program, args, phys_mem, stack_limit, seed, strace, env_set, unset, igno
     except (ValueError, OSError) as err:
         click.echo(f"run-elf: cannot set up the machine: {err}", err=True)
         sys.exit(EXIT_INTERNAL)
+    try:
+        instruments = Instruments(kernel, trace_faults=trace_faults, trace_tlb=trace_tlb, trace_limit=trace_limit,
+                                  stats=stats, dump_maps=dump_maps, dump_pagetable=dump_pagetable,
+                                  dump_frames=dump_frames, out=sys.stderr)
+    except OSError as err:
+        raise click.BadParameter(f"cannot create {err.filename}: {err.strerror}",
+                                 param_hint="--trace-faults/--trace-tlb") from None
     started = time.perf_counter()
     try:
         kernel.spawn(path, argv, envp)
     except LoadError as err:
+        instruments.close()
         click.echo(f"run-elf: cannot load {program}: {err}", err=True)
         sys.exit(EXIT_CANNOT_EXEC)
     try:
         status = kernel.run()
     except InternalError as err:
+        instruments.close()
         click.echo(f"run-elf: {err}", err=True)
         sys.exit(EXIT_INTERNAL)
-    if stats:
-        from osmodel.stats import print_stats
-        print_stats(kernel, time.perf_counter() - started, sys.stderr)
+    except BaseException:
+        instruments.close()          # keep what the traces have so far (an interrupted long run)
+        raise
+    instruments.finish(time.perf_counter() - started)
     sys.exit(status)
 
 
