@@ -38,6 +38,10 @@ boundary) is one access to each page. Consecutive accesses to the same page of t
 counted as hits without touching the model (exact: the page is already that L1's most recent
 entry, and a hit changes nothing for FIFO or random); the counters are folded into the levels'
 stats when `stats` is read (call `sync()` before reading a level's `Tlb.stats` directly).
+A fetch is counted each time Unicorn's code hook reports the instruction: a REP string instruction
+is reported once per iteration (QEMU re-executes it), so iTLB lookups and hits can exceed the
+instructions retired by that much (0.015% on samples/bin/forkcow); misses are unaffected. The
+kernel-half entry trampoline (`sysretq`, CPL 0) is fetched like any code, through a global entry.
 
 Cost: every fetch and data access is a Python call (raw ctypes hooks; the same-page case is one
 compare). `samples/bin/compute 1000000` (~12 M instructions): run phase 0.012 s on the fast path,
@@ -65,6 +69,7 @@ __all__ = ["TlbLevelConfig", "ExactTlb", "attach", "detach", "KERNEL_HALF", "LEV
 KERNEL_HALF = 0xFFFF_8000_0000_0000       # at and above: global (kernel) translations
 PAGE_SHIFT = 12
 LEVELS = ("itlb", "dtlb", "stlb")
+_NAMES = {"itlb": "iTLB", "dtlb": "dTLB", "stlb": "STLB"}
 _PRESENT = 1                               # what the levels cache: the model needs no real entry
 _PAGE_MASK = ~0xFFF
 NO_PAGE = -1 << 80                         # "no last page": no address is within a page of it
@@ -194,11 +199,11 @@ class ExactTlb:
 
     def describe(self) -> str:
         """The geometry, e.g. 'iTLB 64x8-way lru, dTLB 64x4-way lru, STLB 1536x12-way lru'."""
-        return ", ".join(f"{name[0].lower()}{name[1:].upper()} {c.entries} entries {c.ways}-way {c.policy}"
+        return ", ".join(f"{_NAMES[name]} {c.entries} entries {c.ways}-way {c.policy}"
                          for name, c in self.config.items())
 
     def format_stats(self) -> list[str]:
-        """Lines for a statistics table (for --stats in exact mode)."""
+        """Lines for the statistics printed at exit (osmodel.stats prints them when `cpu.exact_tlb` is set)."""
         st = self.stats
         lines = [f"exact TLB model ({self.describe()}): {st['accesses']} page accesses, {st['walks']} page walks"]
         for name in LEVELS:
