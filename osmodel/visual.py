@@ -38,7 +38,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-__all__ = ["write_report", "render_report", "read_traces", "TraceData", "MissingDependency", "INSTALL_HINT", "main"]
+__all__ = ["write_report", "render_report", "read_traces", "check_dependencies", "TraceData", "MissingDependency",
+           "INSTALL_HINT", "main"]
 
 INSTALL_HINT = "pip install 'run-elf[report]'"
 
@@ -239,6 +240,12 @@ def _matplotlib():
         raise MissingDependency(f"the visual report draws its charts with matplotlib, which is not installed: "
                                 f"{INSTALL_HINT}") from err
     return matplotlib, Figure, numpy
+
+
+def check_dependencies() -> None:
+    """Raise MissingDependency (with the pip hint) if the report cannot be drawn here: a CLI can call
+    this before running the program rather than failing after it."""
+    _matplotlib()
 
 
 def _outcome_colors(outcomes: Iterable[str]) -> dict[str, str]:

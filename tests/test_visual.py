@@ -213,6 +213,8 @@ def test_missing_matplotlib(monkeypatch, tmp_path, synthetic):
         monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(visual.MissingDependency, match=re.escape("pip install 'run-elf[report]'")):
         visual.write_report([str(synthetic)], str(tmp_path / "r.html"))
+    with pytest.raises(ImportError, match=re.escape("run-elf[report]")):
+        visual.check_dependencies()
     assert not (tmp_path / "r.html").exists()
 
 
