@@ -198,4 +198,4 @@ def format_result(kernel: Kernel, proc: Process, entry: Syscall | None, args: li
 
 
 # The handlers register themselves on import.
-from osmodel import sysfile, sysmem, sysproc  # noqa: E402,F401
+from osmodel import sysfile, sysfs, sysmem, sysmisc, sysproc  # noqa: E402,F401
