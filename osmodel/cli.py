@@ -49,6 +49,38 @@ def find_program(name: str) -> str | None:
     return shutil.which(name, mode=os.F_OK)
 
 
+def find_in_root(root: str, program: str) -> str | None:
+    """PROGRAM as a path inside the root directory (relative paths start at its /), if it exists there."""
+    from osmodel.files import SysError
+    from osmodel.vfs import FileSystem
+    guest = program if program.startswith("/") else "/" + program
+    try:
+        _guest, host = FileSystem(root).resolve(guest, "/")
+    except SysError:
+        return None
+    return guest if os.path.exists(host) else None
+
+
+class TlbGeometry(click.ParamType):
+    """ENTRIES,WAYS[,POLICY] of one TLB level."""
+    name = "GEOMETRY"
+
+    def convert(self, value, param, ctx):
+        from vm.exact import TlbLevelConfig
+        if isinstance(value, TlbLevelConfig):
+            return value
+        parts = value.split(",")
+        try:
+            entries, ways = int(parts[0]), int(parts[1])
+            policy = parts[2] if len(parts) > 2 else "lru"
+            if len(parts) > 3 or entries <= 0 or ways <= 0 or entries % ways or policy not in ("lru", "fifo", "random"):
+                raise ValueError
+        except (ValueError, IndexError):
+            self.fail(f"{value!r} is not ENTRIES,WAYS[,POLICY] with WAYS dividing ENTRIES and POLICY lru, fifo "
+                      "or random", param, ctx)
+        return TlbLevelConfig(entries, ways, policy)
+
+
 def guest_environment(clear: bool, unset: tuple[str, ...], settings: tuple[str, ...]) -> list[bytes]:
     """The guest's environment: the host's (unless cleared), less --unset names, plus --env settings."""
     env = {} if clear else dict(os.environb)
@@ -96,20 +128,47 @@ def guest_environment(clear: bool, unset: tuple[str, ...], settings: tuple[str, 
 @click.option("--dump-frames", is_flag=True,
               help="Print physical memory by owner (page table, anon, file, stack, kernel, zero, free) to stderr "
                    "when pid 1 exits and after the run.")
+@click.option("--tlb-exact", is_flag=True,
+              help="Also route every load, store and instruction fetch through a simulated split iTLB/dTLB and "
+                   "second-level TLB with exact hits and misses (much slower; see --itlb/--dtlb/--stlb).")
+@click.option("--itlb", type=TlbGeometry(), default=None, metavar="ENTRIES,WAYS[,POLICY]",
+              help="Instruction TLB of --tlb-exact (default 64,8,lru).")
+@click.option("--dtlb", type=TlbGeometry(), default=None, metavar="ENTRIES,WAYS[,POLICY]",
+              help="Data TLB of --tlb-exact (default 64,4,lru).")
+@click.option("--stlb", type=TlbGeometry(), default=None, metavar="ENTRIES,WAYS[,POLICY]",
+              help="Second-level TLB of --tlb-exact (default 1536,12,lru).")
+@click.option("--fault-around", type=click.IntRange(0, 512), default=0, show_default=True, metavar="PAGES",
+              help="On a read fault of a file page, also map the cached pages around it in an aligned window "
+                   "of PAGES (Linux's default is 16; 0 is off).")
+@click.option("--aslr", is_flag=True, help="Randomise the stack, mmap and PIE bases (from --seed) as Linux's ASLR.")
+@click.option("--quantum", type=click.IntRange(1), default=1_000_000, show_default=True, metavar="N",
+              help="Instructions a process runs before the next runnable one gets the CPU.")
+@click.option("--root", type=click.Path(exists=True, file_okay=False), default=None, metavar="DIR",
+              help="Make DIR the guest's / : every path resolves inside it (PROGRAM too).")
+@click.option("--read-only", is_flag=True, help="Refuse every change to the file system with EROFS.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Stop the guest after this much wall time (exit status 124).")
+@click.option("--max-insns", type=click.IntRange(1), default=None, metavar="N",
+              help="Stop the guest after N instructions (exit status 124; counting slows it several times).")
+@click.option("--max-procs", type=click.IntRange(1), default=None, metavar="N",
+              help="At most N live processes: beyond that fork fails with EAGAIN, as RLIMIT_NPROC.")
 @click.argument("program")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(program, args, phys_mem, stack_limit, seed, strace, env_set, unset, ignore_environment,
         tlb_entries, tlb_ways, tlb_policy, stats, trace_faults, trace_tlb, trace_limit, dump_maps, dump_pagetable,
-        dump_frames):
+        dump_frames, tlb_exact, itlb, dtlb, stlb, fault_around, aslr, quantum, root, read_only, timeout, max_insns,
+        max_procs):
     """Run the Linux x86-64 ELF PROGRAM with ARGS on an emulated machine whose every memory access goes
     through run-elf's own page tables, TLB and page-fault handler.
 
     The guest gets this process's standard input, output and error and (unless changed with -e/-u/-i)
     its environment. run-elf exits with the guest's exit status, or 128+N when a signal N killed it,
     after a one-line report on stderr. Other exit statuses: 126 the program cannot be loaded, 127 it
-    does not exist, 70 run-elf itself failed.
+    does not exist, 124 a --timeout or --max-insns limit stopped it, 70 run-elf itself failed.
+
+    `run-elf report TRACE.jsonl -o report.html` turns traces into an HTML report (see `run-elf report --help`).
     """
-    path = find_program(program)
+    path = find_program(program) if root is None else find_in_root(root, program)
     if path is None:
         click.echo(f"run-elf: {program}: No such file or directory", err=True)
         sys.exit(EXIT_NOT_FOUND)
@@ -118,8 +177,15 @@ def run(program, args, phys_mem, stack_limit, seed, strace, env_set, unset, igno
     if tlb_entries % tlb_ways:
         raise click.BadParameter(f"{tlb_entries} entries cannot be split into {tlb_ways} ways",
                                  param_hint="--tlb-entries")
+    if fault_around & (fault_around - 1):
+        raise click.BadParameter(f"{fault_around} is not a power of two (the window is aligned)",
+                                 param_hint="--fault-around")
+    if not tlb_exact and (itlb or dtlb or stlb):
+        raise click.BadParameter("only used with --tlb-exact", param_hint="--itlb/--dtlb/--stlb")
     config = Config(phys_mem=phys_mem, stack_limit=stack_limit, seed=seed, strace=sys.stderr if strace else None,
-                    tlb_entries=tlb_entries, tlb_ways=tlb_ways, tlb_policy=tlb_policy)
+                    tlb_entries=tlb_entries, tlb_ways=tlb_ways, tlb_policy=tlb_policy, fault_around=fault_around,
+                    aslr=aslr, quantum=quantum, root=root, read_only=read_only, timeout=timeout or 0.0,
+                    max_insns=max_insns or 0, max_procs=max_procs or 0)
     try:
         kernel = Kernel(config)
     except (ValueError, OSError) as err:
@@ -132,6 +198,9 @@ def run(program, args, phys_mem, stack_limit, seed, strace, env_set, unset, igno
     except OSError as err:
         raise click.BadParameter(f"cannot create {err.filename}: {err.strerror}",
                                  param_hint="--trace-faults/--trace-tlb") from None
+    if tlb_exact:
+        from vm.exact import ExactTlb, attach
+        attach(kernel.cpu, ExactTlb(itlb=itlb, dtlb=dtlb, stlb=stlb, seed=seed))
     started = time.perf_counter()
     try:
         kernel.spawn(path, argv, envp)
@@ -152,6 +221,28 @@ def run(program, args, phys_mem, stack_limit, seed, strace, env_set, unset, igno
     sys.exit(status)
 
 
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("traces", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", default="report.html", show_default=True, metavar="FILE",
+              help="The HTML file to write.")
+@click.option("--title", default=None, help="A title for the report (default: from the traces).")
+def report(traces, output, title):
+    """Write one self-contained HTML report (charts and statistics) from TRACES, the .jsonl or .csv files
+    that --trace-faults/--trace-tlb wrote. Needs matplotlib (pip install 'run-elf[report]')."""
+    from osmodel.visual import MissingDependency, write_report
+    try:
+        write_report(list(traces), output, title=title)
+    except MissingDependency as err:
+        click.echo(f"run-elf report: {err}", err=True)
+        sys.exit(1)
+    except (OSError, ValueError) as err:
+        click.echo(f"run-elf report: {err}", err=True)
+        sys.exit(1)
+    click.echo(f"run-elf report: wrote {output}", err=True)
+
+
 def main() -> None:
-    """Entry point of the run-elf console script."""
+    """Entry point of the run-elf console script: `run-elf report ...`, else `run-elf PROGRAM ...`."""
+    if sys.argv[1:2] == ["report"]:
+        report(args=sys.argv[2:], prog_name="run-elf report")
     run(prog_name="run-elf")

@@ -62,6 +62,7 @@ class Config:
     max_procs: int = 0                    # fork fails with EAGAIN beyond this many processes (0: no limit)
     aslr: bool = False                    # randomise the PIE base, mmap base and stack top (from --seed)
     fault_around: int = 0                 # pages mapped around a read fault on a file page (Linux: 16; 0 off)
+    max_insns: int = 0                    # stop the guest after this many instructions (0: never)
     timeout: float = 0.0                  # stop the guest after this many seconds of wall time (0: never)
     quantum: int = 1_000_000              # instructions a process runs before another runnable one gets the CPU
     strace: TextIO | None = None
@@ -98,6 +99,7 @@ class Kernel:
         self.deadlocked = False
         self.stopped = False        # a limit (--timeout, --max-insns) ended the run
         self.unbounded = False      # the current run has no instruction quantum (nobody else was runnable)
+        self.insn_counter = None    # vm.icount.InstructionCounter, once something needs instructions counted
         self._map_kernel_half()
 
     # -- boot ---------------------------------------------------------------------------------
@@ -596,6 +598,16 @@ class Kernel:
 
     # -- running --------------------------------------------------------------------------------
 
+    def count_instructions(self):
+        """The machine's instruction counter (attached on first use: it slows execution several times)."""
+        if self.insn_counter is None:
+            from vm.icount import InstructionCounter
+
+            def read(vaddr: int, size: int) -> bytes:
+                return self.peek(self.current, vaddr, size) if self.current is not None else b""
+            self.insn_counter = InstructionCounter(self.cpu, read).attach()
+        return self.insn_counter
+
     def run(self) -> int:
         """Run until pid 1 ends (then every other process is killed, as when a PID namespace's init exits).
 
@@ -606,6 +618,8 @@ class Kernel:
         init = self.processes[1]
         cpu = self.cpu
         deadline = time.monotonic() + self.config.timeout if self.config.timeout else 0.0
+        limit = self.config.max_insns
+        counter = self.count_instructions() if limit else None
         while init.alive:
             timeout_us = 0
             if deadline:
@@ -627,7 +641,15 @@ class Kernel:
                 self.ram.code_freed = False
             others = any(p.runnable and p is not proc for p in self.processes.values())
             self.unbounded = not others
-            trap = cpu.run(self.config.quantum if others else 0, timeout_us)
+            count = self.config.quantum if others else 0
+            if counter is not None:
+                left = limit - counter.count
+                if left <= 0:
+                    self.stop_guest(f"instruction limit of {limit} reached")
+                    break
+                count = min(count, left) if count else left
+                self.unbounded = False
+            trap = cpu.run(count, timeout_us)
             self.unbounded = False
             if not proc.alive or proc.resume_rip is not None or trap is None:
                 continue

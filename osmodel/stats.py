@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Callable, TextIO
 
-from osmodel.fault import DEMAND_ZERO, FILE_LOAD, OOM, OUTCOMES, SEGV
+from osmodel.fault import DEMAND_ZERO, OOM, OUTCOMES, SEGV
 from osmodel.signals import signal_name
 from vm.tlb import GLOBAL_ASID
 
@@ -25,11 +25,11 @@ if TYPE_CHECKING:
     from osmodel.process import Process
     from vm.icount import InstructionCounter
 
-__all__ = ["MAJOR", "StatsCollector", "owner_pid", "add_tlb_listener", "all_processes", "print_stats",
+__all__ = ["StatsCollector", "owner_pid", "add_tlb_listener", "all_processes", "print_stats",
            "MISS_RATE_NA"]
 
-# A major fault needs the backing file read (Linux counts page-cache misses that do I/O); the rest are minor.
-MAJOR = {FILE_LOAD}
+# A major fault had to read the backing file (a page-cache miss, as Linux counts them; Process.major_faults);
+# the rest are minor.
 MISS_RATE_NA = "n/a (hits are absorbed by Unicorn's TLB; use --tlb-exact)"
 
 
@@ -199,7 +199,7 @@ def print_stats(kernel: Kernel, seconds: float, out: TextIO, collector: StatsCol
     for proc in all_processes(kernel):
         counts = proc.fault_counts
         total = sum(counts.values())
-        major = sum(counts[k] for k in MAJOR)
+        major = proc.major_faults
         failed = counts[SEGV] + counts[OOM]
         peak = max(proc.peak_resident, proc.aspace.peak_resident if proc.alive else 0)
         tables = proc.table_pages if not proc.alive else proc.aspace.pagetable.table_pages

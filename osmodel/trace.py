@@ -78,11 +78,14 @@ FAULT_SCHEMA = {
         "region": {"enum": list(REGIONS)},
         "outcome": {"enum": list(OUTCOMES), "description": "what the handler did; segv/oom: it refused"},
         "pfn": {**_COUNT_OR_NULL, "description": "the frame now mapped, null if none"},
+        "major": {"type": "boolean", "description": "the file had to be read (a page-cache miss)"},
+        "around": {"type": "integer", "minimum": 0,
+                   "description": "neighbouring file pages fault-around mapped with this one (--fault-around)"},
         "instruction": {"type": "string", "description": "the instruction at rip (capstone), '' if unknown"},
         "reason": {**_TEXT_OR_NULL, "description": "why it was refused (segv/oom), else null"},
     },
     "required": ["type", "seq", "instructions", "pid", "mode", "rip", "symbol", "address", "page", "access",
-                 "error_code", "error", "region", "outcome", "pfn", "instruction", "reason"],
+                 "error_code", "error", "region", "outcome", "pfn", "major", "around", "instruction", "reason"],
     "additionalProperties": False,
 }
 
@@ -142,7 +145,8 @@ TLB_COLUMNS = tuple(TLB_SCHEMA["required"])
 # Widths of the table format (at least the column name's); text longer than its width is cut with '~'.
 # `reason` is always the last column, and unbounded.
 _WIDTHS = {"type": 5, "seq": 9, "instructions": 12, "pid": 5, "mode": 6, "rip": 14, "symbol": 28, "address": 18,
-           "page": 18, "access": 6, "error_code": 10, "error": 29, "region": 6, "outcome": 11, "pfn": 8,
+           "page": 18, "access": 6, "error_code": 10, "error": 29, "region": 6, "outcome": 11, "pfn": 8, "major": 5,
+           "around": 6,
            "instruction": 44, "event": 10, "asid": 5, "global": 6, "perms": 5, "flags": 14, "levels": 6,
            "result": 6}
 _RIGHT = {"seq", "instructions", "pid", "error_code", "pfn", "asid", "levels"}
@@ -427,6 +431,7 @@ class FaultTracer:
             "address": f"{address:#x}", "page": f"{fault.vaddr & ~0xFFF:#x}",
             "access": ACCESS_NAMES[fault.access], "error_code": code, "error": meaning, "region": kind,
             "outcome": outcome, "pfn": res.pfn if res is not None and res.pfn else None,
+            "major": bool(res is not None and res.major), "around": res.around if res is not None else 0,
             "instruction": insn, "reason": str(error) if error is not None else None,
         }
 
@@ -568,10 +573,7 @@ class Instruments:
             self.close()
             raise
         if count_instructions or (count_instructions is None and self.traced):
-            def read(vaddr: int, size: int) -> bytes:
-                cur = kernel.current
-                return kernel.peek(cur, vaddr, size) if cur is not None else b""
-            self.counter = InstructionCounter(kernel.cpu, read).attach()
+            self.counter = kernel.count_instructions()
         if self.show_stats:
             self.collector = StatsCollector(kernel, self.counter).attach()
         if fault_writer is not None:

@@ -217,7 +217,7 @@ def test_validator_rejects_what_the_schema_forbids():
     fault = dict.fromkeys(FAULT_COLUMNS)
     fault.update(type="fault", seq=1, instructions=0, pid=1, mode="user", rip="0x401000", symbol="", address="0x401000",
                  page="0x401000", access="fetch", error_code=20, error="user fetch, not present", region="text",
-                 outcome="file-load", pfn=5, instruction="", reason=None)
+                 outcome="file-load", pfn=5, major=True, around=0, instruction="", reason=None)
     assert validate(fault) == []
     assert validate({**fault, "address": "401000"})
     assert validate({**fault, "outcome": "teleported"})

@@ -44,8 +44,8 @@ def _fault(seq, insns, pid, address, access, outcome, region, mode="user", code=
             "rip": "0x401780" if mode == "user" else None, "symbol": "main+0x10" if mode == "user" else "",
             "address": f"{address:#x}", "page": f"{address & ~0xFFF:#x}", "access": access,
             "error_code": error_code, "error": "user read, not present", "region": region, "outcome": outcome,
-            "pfn": None if outcome in ("segv", "oom") else 500 + seq, "instruction": "mov eax, dword ptr [rdi]",
-            "reason": reason}
+            "pfn": None if outcome in ("segv", "oom") else 500 + seq, "major": outcome == "file-load",
+            "around": 0, "instruction": "mov eax, dword ptr [rdi]", "reason": reason}
 
 
 def _tlb(seq, insns, event, pid=1, page=None, levels=None, result=None, reason=None, asid=1):
