@@ -77,6 +77,7 @@ class Cpu:
         self.on_syscall: Callable[[], None] | None = None
         self.trap: Trap | None = None
         self.refused: PageFault | None = None   # the last fault the OS refused
+        self._counted = False                  # the last run used Unicorn's instruction count
         self.fills = 0
         self.uc_flushes = 0
         self._uc_holds: set[int] = set()   # pages handed to Unicorn's TLB since it was last flushed
@@ -134,6 +135,7 @@ class Cpu:
                 self.ram.code[pte >> 12 & 0xFFFFFFFFFF] = 1
             e.perms = perms
             self._uc_holds.add(vpn)
+            self.refused = None        # a refused probe before this fill is not what stops the run
             return True
         except BaseException as exc:  # noqa: BLE001 - must not escape into C
             self.trap = Trap("host-error", self._rip_safe(), error=exc)
@@ -264,6 +266,9 @@ class Cpu:
     def run(self, count: int = 0, timeout_us: int = 0) -> Trap | None:
         """Run user code from the current RIP until something stops it (a trap, a request, `count`
         instructions or `timeout_us` microseconds); the trap, or None when it stopped without one."""
+        if not count and self._counted:
+            self._drop_count_hook()
+        self._counted = bool(count)
         self.trap = None
         self.refused = None
         uc = self.uc
@@ -281,6 +286,22 @@ class Cpu:
             if self.trap is None:
                 self.trap = Trap("host-error", self._rip_safe(), error=exc)
         return self.trap
+
+    def _drop_count_hook(self) -> None:
+        """Unicorn removes its instruction-counting hook on the first run without a count; if that run is
+        a process's, a later stop from inside a hook can fail with a stale fetch of the previous process's
+        code. So the hook is dropped on a run of its own that faults at once (at page 0, which nothing
+        maps), with the fault handler out of the way; registers are put back afterwards."""
+        uc = self.uc
+        rip = uc.reg_read(x86.UC_X86_REG_RIP)
+        faults, self.faults = self.faults, None
+        try:
+            uc.emu_start(0, 0, 0, 0)
+        except UcError:
+            pass
+        finally:
+            self.faults = faults
+            uc.reg_write(x86.UC_X86_REG_RIP, rip)
 
     def stop(self) -> None:
         """Ask the current run to stop after this instruction or hook."""
