@@ -16,6 +16,8 @@ Sections are never touched.
 from __future__ import annotations
 
 import io
+import os
+import stat
 import struct
 from dataclasses import dataclass, field
 
@@ -164,13 +166,33 @@ def load_image(path: str, base: int = DEFAULT_PIE_BASE) -> Image:
         raise LoadError(f"malformed ELF file ({type(e).__name__})") from e
 
 
+MAX_FILE_SIZE = 1 << 30    # a larger "executable" is refused rather than read into memory
+
+
 def read_file(path: str) -> bytes:
-    """The whole file, or LoadError if it cannot be read."""
+    """The whole file, or LoadError if it is not a regular file of sane size or cannot be read.
+
+    The type is checked on the open descriptor (O_NONBLOCK, so a FIFO does not block the open):
+    a FIFO, device or directory is refused before anything is read from it.
+    """
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise LoadError(f"cannot read file: {e.strerror or e}") from e
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise LoadError("is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise LoadError("not a regular file")
+        if st.st_size > MAX_FILE_SIZE:
+            raise LoadError(f"file too large ({st.st_size >> 20} MiB)")
+        with os.fdopen(fd, "rb", closefd=False) as f:
             return f.read()
     except OSError as e:
         raise LoadError(f"cannot read file: {e.strerror or e}") from e
+    finally:
+        os.close(fd)
 
 
 def parse_image(path: str, data: bytes, base: int) -> Image:

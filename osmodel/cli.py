@@ -208,6 +208,10 @@ def run(program, args, phys_mem, stack_limit, seed, strace, env_set, unset, igno
         instruments.close()
         click.echo(f"run-elf: cannot load {program}: {err}", err=True)
         sys.exit(EXIT_CANNOT_EXEC)
+    except Exception as err:                      # run-elf failed while building the first process
+        instruments.close()
+        click.echo(f"run-elf: internal error in pid 1 while loading {program}: {type(err).__name__}: {err}", err=True)
+        sys.exit(EXIT_INTERNAL)
     try:
         status = kernel.run()
     except InternalError as err:

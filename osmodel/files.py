@@ -7,6 +7,7 @@ reach what it opened through its own system calls or was given at start.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import select
@@ -26,6 +27,24 @@ class SysError(Exception):
     def __init__(self, code: int):
         super().__init__(errno.errorcode.get(code, str(code)))
         self.errno = code
+
+
+@contextlib.contextmanager
+def host_umask_zero():
+    """Create files with exactly the mode the guest computed (its own umask already applied): run-elf's
+    umask must not mask it a second time."""
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def host_umask() -> int:
+    """run-elf's own umask (what the first guest process inherits)."""
+    old = os.umask(0)
+    os.umask(old)
+    return old
 
 
 def pack_stat(st: os.stat_result) -> bytes:

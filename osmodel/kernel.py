@@ -13,6 +13,7 @@ import errno
 import hashlib
 import os
 import random
+import select
 import struct
 import sys
 import time
@@ -26,7 +27,7 @@ from osmodel import report
 from osmodel.addrspace import (PROT_EXEC, PROT_READ, PROT_WRITE, STACK_INITIAL, STACK_TOP, AddressSpace,
                                Region, page_down, page_up)
 from osmodel.fault import OOM, SEGV, FaultHandler, Resolution, Segv
-from osmodel.files import FdTable, HostFile, SysError
+from osmodel.files import FdTable, HostFile, SysError, host_umask
 from osmodel.process import RUNNABLE, SIG_DFL, SIG_IGN, SLEEPING, ZOMBIE, Process
 from osmodel.pagecache import FileBacking, PageCache
 from osmodel.vfs import FileSystem
@@ -100,6 +101,8 @@ class Kernel:
         self.stopped = False        # a limit (--timeout, --max-insns) ended the run
         self.unbounded = False      # the current run has no instruction quantum (nobody else was runnable)
         self.insn_counter = None    # vm.icount.InstructionCounter, once something needs instructions counted
+        self.proc_files: list[int] = []   # memory files serving generated /proc/PID files
+        self.deadline = 0.0               # time.monotonic() at which --timeout stops the guest (0: never)
         self._map_kernel_half()
 
     # -- boot ---------------------------------------------------------------------------------
@@ -152,12 +155,26 @@ class Kernel:
                 pass
         proc = self._new_process(ppid=0, aspace=None, files=files, cwd=cwd)
         proc.pgid = proc.sid = proc.pid
-        self.exec_image(proc, image, argv, envp, path)
+        proc.umask = host_umask()
+        try:
+            self.exec_image(proc, image, argv, envp, path)
+        except BaseException:
+            self._discard(proc)
+            raise
         self.current = proc
         self.cpu.switch_to(proc.aspace.pagetable.root, proc.aspace.asid)
         self.cpu.enter_user(KERNEL_TEXT, proc.resume_rip, self.cpu.reg("rsp"))
         proc.resume_rip = None
         return proc
+
+    def _discard(self, proc: Process) -> None:
+        """Undo a process that never ran (its image could not be set up)."""
+        proc.files.close_all()
+        self.release_aspace(proc.aspace, "exit")
+        self._unmap_task_record(proc)
+        del self.processes[proc.pid]
+        if self.current is proc:
+            self.current = None
 
     def _new_process(self, ppid: int, aspace: AddressSpace | None, files: FdTable, cwd: str) -> Process:
         """A process with the next pid, its task record mapped in the kernel half."""
@@ -206,6 +223,7 @@ class Kernel:
             self.release_aspace(old, "exec")
         proc.aspace = aspace
         proc.exe = exe
+        proc.argv = list(argv)
         proc.name = os.path.basename(argv[0].decode(errors="replace")) if argv and argv[0] else \
             os.path.basename(image.path)
         proc.symbols = Symbols(image.path, image.load_bias)
@@ -256,10 +274,8 @@ class Kernel:
 
     def execve(self, proc: Process, path: str, argv: list[bytes], envp: list[bytes], depth: int = 0) -> None:
         """The execve system call: run the guest path `path` (an ELF or a #! script), or raise SysError leaving proc intact."""
-        if path in ("/proc/self/exe", f"/proc/{proc.pid}/exe"):
-            host = proc.exe
-        else:
-            host = self.fs.resolve(path, proc.cwd)[1]
+        from osmodel.sysfile import AT_FDCWD, namei
+        host = namei(self, proc, AT_FDCWD, os.fsencode(path))[1]
         if not os.path.exists(host):
             raise SysError(errno.ENOENT)
         if os.path.isdir(host) or not os.access(host, os.X_OK):
@@ -294,7 +310,7 @@ class Kernel:
         A fork copies the page tables, not the pages: private writable pages become read-only
         in both, and their frames gain a reference; the first write to one is a COW fault.
         """
-        if self.config.max_procs and sum(p.alive for p in self.processes.values()) >= self.config.max_procs:
+        if self.config.max_procs and len(self.processes) >= self.config.max_procs:   # zombies count, as on Linux
             raise SysError(errno.EAGAIN)       # as RLIMIT_NPROC
         if share_vm:
             aspace = parent.aspace
@@ -524,14 +540,14 @@ class Kernel:
 
     def page_fault(self, fault: PageFault) -> bool:
         """The CPU's fault sink: resolve a user fault of the current process; False leaves it refused."""
-        self.doing = fault       # for an internal-error report: what was being handled
+        self.doing = fault       # for an internal-error report: what was being handled (kept if it fails)
         try:
             self.resolve(self.current, fault)
-            return True
         except (Segv, OutOfMemory):
-            return False
-        finally:
             self.doing = ""
+            return False
+        self.doing = ""
+        return True
 
     def resolve(self, proc: Process, fault: PageFault, kernel_mode: bool = False) -> Resolution:
         """Run the fault handler for proc, count and report the outcome; re-raise Segv/OutOfMemory."""
@@ -598,6 +614,26 @@ class Kernel:
 
     # -- running --------------------------------------------------------------------------------
 
+    def host_sleep(self, seconds: float) -> None:
+        """Sleep on behalf of the guest, but not past the --timeout deadline (the run then stops)."""
+        if self.deadline:
+            left = self.deadline - time.monotonic()
+            if seconds >= left:
+                time.sleep(max(left, 0))
+                self.cpu.stop()
+                raise SysError(errno.EINTR)
+        time.sleep(seconds)
+
+    def wait_host(self, fd: int, write: bool = False) -> None:
+        """Before a host read or write that may block: wait until fd is ready, or stop at the deadline."""
+        if not self.deadline:
+            return
+        left = self.deadline - time.monotonic()
+        ready = select.select([], [fd], [], max(left, 0)) if write else select.select([fd], [], [], max(left, 0))
+        if not any(ready):
+            self.cpu.stop()
+            raise SysError(errno.EINTR)
+
     def count_instructions(self):
         """The machine's instruction counter (attached on first use: it slows execution several times)."""
         if self.insn_counter is None:
@@ -617,7 +653,7 @@ class Kernel:
         """
         init = self.processes[1]
         cpu = self.cpu
-        deadline = time.monotonic() + self.config.timeout if self.config.timeout else 0.0
+        self.deadline = deadline = time.monotonic() + self.config.timeout if self.config.timeout else 0.0
         limit = self.config.max_insns
         counter = self.count_instructions() if limit else None
         while init.alive:
@@ -653,7 +689,13 @@ class Kernel:
             self.unbounded = False
             if not proc.alive or proc.resume_rip is not None or trap is None:
                 continue
-            self.handle_trap(proc, trap)
+            try:
+                self.handle_trap(proc, trap)
+            except InternalError:
+                raise
+            except Exception as exc:                 # a failure of run-elf while handling the trap
+                raise InternalError(f"internal error in pid {proc.pid} at rip {trap.rip:#x} while handling a "
+                                    f"{trap.kind} trap: {type(exc).__name__}: {exc}") from exc
         self.shutdown()
         if self.stopped:
             return EXIT_STOPPED

@@ -25,6 +25,7 @@ class Process:
     files: FdTable
     cwd: str
     exe: str = ""                         # absolute path of the running program
+    argv: list[bytes] = field(default_factory=list)
     name: str = ""                        # argv[0]'s basename, as comm
     symbols: Symbols | None = None
     state: str = RUNNABLE

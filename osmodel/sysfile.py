@@ -11,8 +11,9 @@ import termios
 import time
 from typing import TYPE_CHECKING
 
-from osmodel.files import (FD_CLOEXEC, MAX_FDS, O_CLOEXEC, POLLERR, POLLHUP, POLLNVAL, Block, HostFile, Pipe,
+from osmodel.files import (FD_CLOEXEC, host_umask_zero, MAX_FDS, O_CLOEXEC, POLLERR, POLLHUP, POLLNVAL, Block, HostFile, Pipe,
                            PipeEnd, SysError, pack_stat)
+from osmodel import procfs
 from osmodel.syscall import AT_FDCWD, signed, signed32, syscall
 
 if TYPE_CHECKING:
@@ -32,12 +33,30 @@ WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 def namei(k: Kernel, p: Process, dirfd: int, path: bytes, follow: bool = True) -> tuple[str, str]:
     """(guest path, host path) of a guest path relative to dirfd (AT_FDCWD: the working directory).
 
-    Resolution, and confinement under --root, is the FileSystem's; /proc/self/exe is the program.
+    Resolution, and confinement under --root, is the FileSystem's; /proc/PID paths are the guest's
+    own (osmodel.procfs). An absolute path ignores dirfd; a relative one needs dirfd to be a directory.
     """
     text = os.fsdecode(path)
-    if text in ("/proc/self/exe", f"/proc/{p.pid}/exe"):
-        return k.fs.guest_of_host(p.exe), p.exe
-    base = p.cwd if signed32(dirfd) == AT_FDCWD else p.files.get(signed32(dirfd)).path
+    if not text:
+        raise SysError(errno.ENOENT)
+    if text.startswith("/") or signed32(dirfd) == AT_FDCWD:
+        base = p.cwd
+    else:
+        f = p.files.get(signed32(dirfd))
+        if not isinstance(f, HostFile) or not f.is_directory():
+            raise SysError(errno.ENOTDIR)
+        base = f.path
+    absolute = text if text.startswith("/") else os.path.join(base, text)
+    if absolute.startswith("/proc/"):
+        entry = procfs.lookup(k, p, absolute)
+        if entry is not None:
+            if entry.redirect is not None:
+                return k.fs.resolve(entry.redirect, "/", follow)
+            if entry.content is not None:
+                return absolute, procfs.content_file(k, entry.content)
+            if entry.host is None:
+                raise SysError(errno.ENXIO)
+            return (entry.link or absolute), entry.host
     return k.fs.resolve(text, base, follow)
 
 
@@ -49,6 +68,8 @@ def host_path(k: Kernel, p: Process, dirfd: int, path: bytes, follow: bool = Tru
 @syscall("read", "dBu")
 def sys_read(k: Kernel, p: Process, fd: int, buf: int, count: int) -> int:
     f = p.files.get(signed32(fd))
+    if isinstance(f, HostFile):
+        k.wait_host(f.hostfd)
     data = f.read(min(count, MAX_IO))
     k.copyout(p, buf, data)
     return len(data)
@@ -128,7 +149,8 @@ def open_file(k: Kernel, p: Process, dirfd: int, path: int, flags: int, mode: in
     guest, host = namei(k, p, dirfd, k.copyinstr(p, path), follow=not flags & os.O_NOFOLLOW)
     if flags & WRITE_FLAGS:
         k.fs.check_write()
-    hostfd = os.open(host, (flags & ~O_CLOEXEC) | os.O_CLOEXEC, mode & ~p.umask & 0o7777)
+    with host_umask_zero():
+        hostfd = os.open(host, (flags & ~O_CLOEXEC) | os.O_CLOEXEC, mode & ~p.umask & 0o7777)
     return p.files.install(HostFile(hostfd, guest, flags, host), cloexec=bool(flags & O_CLOEXEC))
 
 
@@ -193,8 +215,14 @@ def read_link(k: Kernel, p: Process, dirfd: int, path: int, buf: int, size: int)
     if signed32(size) <= 0:
         raise SysError(errno.EINVAL)
     name = k.copyinstr(p, path)
-    if os.fsdecode(name) in ("/proc/self/exe", f"/proc/{p.pid}/exe"):
-        target = os.fsencode(namei(k, p, dirfd, name)[0])
+    text = os.fsdecode(name)
+    absolute = text if text.startswith("/") else os.path.join(
+        p.cwd if signed32(dirfd) == AT_FDCWD else p.files.get(signed32(dirfd)).path, text)
+    entry = procfs.lookup(k, p, absolute) if absolute.startswith("/proc/") else None
+    if entry is not None:
+        if entry.link is None:
+            raise SysError(errno.EINVAL)
+        target = os.fsencode(entry.link)
     else:
         target = os.fsencode(os.readlink(host_path(k, p, dirfd, name, follow=False)))
     target = target[:size]
@@ -459,6 +487,6 @@ def poll_files(k: Kernel, p: Process, fds: int, nfds: int, timeout: int) -> int:
         # Sleep until something happens to the first pipe; other sources are re-polled on wakeup.
         raise Block(pipes[0])
     if timeout > 0:
-        time.sleep(timeout / 1000)
+        k.host_sleep(timeout / 1000)
         return 0
     raise SysError(errno.EINTR)

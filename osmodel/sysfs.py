@@ -21,7 +21,7 @@ import stat as statmod
 import struct
 from typing import TYPE_CHECKING
 
-from osmodel.files import File, HostFile, PipeEnd, SysError
+from osmodel.files import File, HostFile, PipeEnd, SysError, host_umask_zero
 from osmodel.syscall import AT_FDCWD, signed, signed32, syscall
 from osmodel.sysfile import AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, MAX_IO, namei, open_file, write_file
 from vm.ram import PAGE_SHIFT, PAGE_SIZE
@@ -65,17 +65,6 @@ def _libc(ret: int) -> int:
     if ret < 0:
         raise SysError(ctypes.get_errno() or errno.EIO)
     return ret
-
-
-@contextlib.contextmanager
-def host_umask_zero():
-    """Create files with exactly the mode the guest computed (its own umask already applied): run-elf's
-    umask must not mask it a second time."""
-    old = os.umask(0)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 def is_memfd(f: File) -> bool:

@@ -507,7 +507,7 @@ def sys_nanosleep(k: Kernel, p: Process, req: int, rem: int) -> int:
     sec, nsec = struct.unpack("<qq", k.copyin(p, req, 16))
     if sec < 0 or not 0 <= nsec < 10**9:
         raise SysError(errno.EINVAL)
-    time.sleep(sec + nsec / 1e9)
+    k.host_sleep(sec + nsec / 1e9)
     return 0
 
 
@@ -520,7 +520,7 @@ def sys_clock_nanosleep(k: Kernel, p: Process, clock: int, flags: int, req: int,
     if flags & 1:                              # TIMER_ABSTIME
         delay -= time.clock_gettime(signed32(clock))
     if delay > 0:
-        time.sleep(delay)
+        k.host_sleep(delay)
     return 0
 
 
@@ -563,7 +563,7 @@ def sys_futex(k: Kernel, p: Process, uaddr: int, op: int, val: int, timeout: int
             if cmd == FUTEX_WAIT_BITSET or op & 256:      # absolute timeout
                 delay -= time.clock_gettime(time.CLOCK_REALTIME if op & 256 else time.CLOCK_MONOTONIC)
             if delay > 0:
-                time.sleep(delay)
+                k.host_sleep(delay)
             raise SysError(errno.ETIMEDOUT)
         raise SysError(errno.EDEADLK)
     if cmd in (FUTEX_WAKE, FUTEX_WAKE_BITSET, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP):

@@ -131,17 +131,8 @@ def test_bad_elf_cannot_be_loaded(name):
     assert_cannot_load(corpus_results()[name], f"tests/bad_elves/{name}", MANIFEST[name])
 
 
-# spawn() creates pid 1 (task record, PML4) before exec_image refuses an image that needs an interpreter or
-# more memory than the machine has, and leaves both behind when it raises LoadError.
-LEAVES_A_PROCESS = {"interp_missing.elf", "musl_interp_missing.elf", "memsz_exceeds_phys_mem.elf",
-                    "musl_bss_exceeds_phys_mem.elf"}
 
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="bug: Kernel.spawn leaves pid 1, its task record "
-                                            "and page-table root behind when exec_image raises LoadError"))
-    if n in LEAVES_A_PROCESS else n
-    for n in sorted(MANIFEST)])
+@pytest.mark.parametrize("name", sorted(MANIFEST))
 def test_bad_elf_maps_nothing(name):
     """Through the API: LoadError with the reason, no process, not one frame more than at boot."""
     kernel = Kernel(Config(phys_mem=64 << 20, stderr=io.StringIO()))
@@ -204,11 +195,10 @@ def test_unreadable_file_is_126(tmp_path):
 
 
 def test_dev_null_is_126():
-    assert_cannot_load(run_elf_cli(["/dev/null"]), "/dev/null", "not an ELF file")
+    # /dev/null is a character device: refused before anything is read from it.
+    assert_cannot_load(run_elf_cli(["/dev/null"]), "/dev/null", "not a regular file")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: loader.elf.read_file reads the whole file whatever it is: an endless "
-                                       "file such as /dev/zero grows until MemoryError (a traceback, exit 1)")
 def test_endless_device_is_126():
     import resource
 
@@ -220,8 +210,6 @@ def test_endless_device_is_126():
     assert_cannot_load(proc, "/dev/zero")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a FIFO as PROGRAM blocks run-elf forever in open() "
-                                       "(loader.elf.read_file); it should be refused as not a regular file")
 def test_fifo_is_126_without_hanging(tmp_path):
     path = tmp_path / "fifo"
     os.mkfifo(path)

@@ -457,13 +457,7 @@ def test_kernel_text_through_the_cli_matches_native(programs, access):
 
 PRIVILEGED = ["hlt", "cli", "sti", "read_cr3", "write_cr3", "read_cr0", "in", "in_dx", "out", "rdmsr", "wrmsr",
               "lgdt", "invlpg", "wbinvd", "clts", "swapgs", "sysretq"]
-IO_BUG = pytest.mark.xfail(strict=True, reason="bug: in/out run at CPL 3 under run-elf (Unicorn does not check "
-                                              "IOPL, and vm/cpu.py does not trap port I/O): the guest survives "
-                                              "instead of getting #GP -> SIGSEGV")
-
-
-@pytest.mark.parametrize("op", [pytest.param(op, marks=IO_BUG) if op in ("in", "in_dx", "out") else op
-                                for op in PRIVILEGED])
+@pytest.mark.parametrize("op", PRIVILEGED)
 def test_privileged_instruction_is_sigsegv_as_natively(programs, op):
     program = programs["priv"]
     native = subprocess.run([program, op], capture_output=True, timeout=30)
@@ -826,9 +820,6 @@ def test_guest_gets_no_host_descriptor_through_the_api(tree, host_fds):
     check_no_host_descriptors(stdout, 3, 100)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: without --root, /proc/self is run-elf's own /proc entry: "
-                                       "open(\"/proc/self/fd/N\") reopens run-elf's host descriptor N, which the "
-                                       "guest never opened (here an unlinked file reachable only through it)")
 def test_proc_self_fd_does_not_reach_host_descriptors(tree, host_fds):
     probe = tree / "root" / "bin" / "probe"
     secret = host_fds[0]                                # only the file: reading a passed pipe would block
@@ -837,9 +828,6 @@ def test_proc_self_fd_does_not_reach_host_descriptors(tree, host_fds):
     assert "HOST-FD-SECRET" not in r.stdout, r.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="bug: without --root, /proc/self/maps and /proc/self/mem are run-elf's: the "
-                                       "guest sees the Python process's mappings (and could read or write its "
-                                       "memory, emulated RAM and page tables included, through /proc/self/mem)")
 def test_proc_self_is_not_the_host_process(tree):
     probe = tree / "root" / "bin" / "probe"
     r = cli([probe, "read:/proc/self/maps"])

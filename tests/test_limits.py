@@ -293,17 +293,12 @@ def run_api_in_subprocess(program: str, config: str, stdin=subprocess.DEVNULL, l
         pytest.fail(f"the guest was not stopped: still running after {limit} s")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: nanosleep/clock_nanosleep call time.sleep for the whole delay "
-                                       "(osmodel/sysproc.py), so --timeout cannot stop a sleeping guest")
 def test_timeout_stops_a_sleeping_guest(programs):
     proc = run_api_in_subprocess(programs["sleeper"], "timeout=1, phys_mem=64 << 20")
     assert proc.returncode == EXIT_STOPPED
     assert "time limit" in one_line(proc.stderr)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: read() of a host descriptor blocks in os.read inside the system call "
-                                       "(osmodel/files.py HostFile.read), so --timeout cannot stop a guest "
-                                       "waiting for input that never comes")
 def test_timeout_stops_a_guest_blocked_on_input(programs):
     rfd, wfd = os.pipe()                   # nobody writes, the write end stays open: read blocks for ever
     try:
@@ -528,9 +523,6 @@ def test_exception_in_a_child_s_system_call_names_the_child():
     assert re.search(r"\bsystem call exit_group\b", line), line
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Kernel.page_fault clears kernel.doing in its finally clause before the "
-                                       "CPU reports the hook's exception, so the report says 'while running' "
-                                       "instead of naming the page fault being handled")
 def test_exception_in_the_page_fault_handler_is_exit_70():
     program = SAMPLES_BIN / "hello"
     setup = """
@@ -545,9 +537,6 @@ def test_exception_in_the_page_fault_handler_is_exit_70():
     assert "page fault" in line, line
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Kernel.handle_trap runs outside the CPU hooks and kernel.run() does not "
-                                       "catch its exceptions: an exception while handling an interrupt/exception "
-                                       "(here #GP from hlt) escapes as a Python traceback with exit status 1")
 def test_exception_while_handling_an_interrupt_is_exit_70():
     program = SAMPLES_BIN / "privileged"
     setup = """
@@ -558,9 +547,6 @@ def test_exception_while_handling_an_interrupt_is_exit_70():
     assert re.search(r"interrupt|exception|general protection", line), line
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an exception while exec builds the first process (spawn -> exec_image "
-                                       "-> copyout -> fault handler) is not caught by the CLI: Python traceback, "
-                                       "exit status 1")
 def test_exception_while_loading_is_exit_70():
     setup = """
         osmodel.fault.FaultHandler.do_anonymous_page = boom

@@ -407,8 +407,10 @@ def test_malformed_file_raises_load_error(elf_file, name):
 def test_unreadable_files_raise_load_error(tmp_path):
     with pytest.raises(LoadError, match="cannot read file"):
         load_image(str(tmp_path / "missing"))
-    with pytest.raises(LoadError, match="cannot read file"):
+    with pytest.raises(LoadError, match="is a directory"):
         load_image(str(tmp_path))
+    with pytest.raises(LoadError, match="not a regular file"):
+        load_image("/dev/null")
 
 
 def test_fuzzed_headers_raise_only_load_error(elf_file, compile_c):

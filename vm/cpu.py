@@ -99,6 +99,9 @@ class Cpu:
             raise UcError(status)
         uc.hook_add(UC_HOOK_INSN, self._syscall, None, 1, 0, x86.UC_X86_INS_SYSCALL)
         uc.hook_add(UC_HOOK_INTR, self._interrupt)
+        # Unicorn does not check the I/O privilege level: at CPL 3 with IOPL 0, in/out must raise #GP.
+        uc.hook_add(UC_HOOK_INSN, self._port_in, None, 1, 0, x86.UC_X86_INS_IN)
+        uc.hook_add(UC_HOOK_INSN, self._port_out, None, 1, 0, x86.UC_X86_INS_OUT)
         uc.hook_add(UC_HOOK_INSN_INVALID, self._invalid)
         uc.msr_write(MSR_EFER, uc.msr_read(MSR_EFER) | EFER_SCE)
         uc.msr_write(MSR_STAR, 0x23 << 48)   # sysretq lands in CS 0x33 / SS 0x2b, CPL 3
@@ -221,6 +224,19 @@ class Cpu:
     def _interrupt(self, uc, intno: int, _data) -> None:
         if self.trap is None:
             self.trap = Trap("interrupt", self._rip_safe(), intno=intno)
+        uc.emu_stop()
+
+    def _port_in(self, uc, _port: int, _size: int, _data) -> int:
+        self._general_protection(uc)
+        return 0
+
+    def _port_out(self, uc, _port: int, _size: int, _value: int, _data) -> None:
+        self._general_protection(uc)
+
+    def _general_protection(self, uc) -> None:
+        """A privileged instruction at CPL 3: #GP (vector 13), which the kernel turns into SIGSEGV."""
+        if self.trap is None:
+            self.trap = Trap("interrupt", self._rip_safe(), intno=13)
         uc.emu_stop()
 
     def _invalid(self, uc, _data) -> bool:

@@ -1,0 +1,116 @@
+"""The guest's /proc/PID: its own processes, as in a PID namespace, never run-elf's.
+
+run-elf is itself a host process, so the host's /proc/self would show the guest run-elf's
+memory map, descriptors and even its memory (/proc/self/mem). Paths below /proc/self,
+/proc/thread-self and /proc/N are therefore answered here, for guest pids only; a number
+that is not a guest pid does not exist. Other /proc files (cpuinfo, meminfo, ...) are the
+host's. Generated files (maps, cmdline, comm, status, stat) are served from an anonymous
+memory file; links (exe, cwd, root, fd/N) resolve to what they mean for the guest.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from typing import TYPE_CHECKING
+
+from osmodel.files import HostFile, SysError
+
+if TYPE_CHECKING:
+    from osmodel.kernel import Kernel
+    from osmodel.process import Process
+
+_PID_DIR = re.compile(r"^/proc/(self|thread-self|\d+)(/.*)?$")
+_FD = re.compile(r"^/fd/(\d+)$")
+GENERATED = ("maps", "cmdline", "comm", "status", "stat", "statm")
+HIDDEN = ("mem", "environ", "auxv", "pagemap", "syscall", "stack", "personality", "io", "smaps", "smaps_rollup",
+          "mountinfo", "mounts", "attr", "map_files", "ns", "task", "fdinfo", "numa_maps", "limits", "oom_score")
+
+
+class ProcEntry:
+    """What a /proc/PID path names: a link (target guest path, and the host path it leads to), a
+    generated file (its bytes), or a directory (its host stand-in)."""
+
+    def __init__(self, link: str | None = None, host: str | None = None, content: bytes | None = None,
+                 redirect: str | None = None):
+        self.link = link
+        self.host = host
+        self.content = content
+        self.redirect = redirect      # a guest path to resolve instead (a path below cwd/ or root/)
+
+
+def lookup(k: Kernel, p: Process, path: str) -> ProcEntry | None:
+    """The entry for an absolute guest path below /proc/PID, None if the path is not one; SysError if it
+    names nothing (another host process, a file not provided)."""
+    m = _PID_DIR.match(os.path.normpath(path))
+    if m is None:
+        return None
+    who, rest = m.group(1), m.group(2) or ""
+    proc = p if who in ("self", "thread-self") else k.processes.get(int(who))
+    if proc is None or not proc.alive and rest not in ("", "/stat", "/status", "/cmdline", "/comm"):
+        raise SysError(errno.ENOENT)
+    if rest in ("", "/fd"):
+        return ProcEntry(host=k.fs.host_path("/"), content=None) if rest == "" else _fd_dir()
+    name = rest[1:]
+    top, _, below = name.partition("/")
+    if below and top in ("cwd", "root"):
+        return ProcEntry(redirect=os.path.join(proc.cwd if top == "cwd" else "/", below))
+    if name == "exe":
+        return ProcEntry(link=k.fs.guest_of_host(proc.exe), host=proc.exe)
+    if name == "cwd":
+        return ProcEntry(link=proc.cwd, host=k.fs.host_path(proc.cwd))
+    if name == "root":
+        return ProcEntry(link="/", host=k.fs.host_path("/"))
+    fd = _FD.match(rest)
+    if fd:
+        try:
+            f = proc.files.get(int(fd.group(1)))
+        except SysError:
+            raise SysError(errno.ENOENT) from None
+        host = f"/proc/self/fd/{f.hostfd}" if isinstance(f, HostFile) else None
+        link = f.path if isinstance(f, HostFile) else f"pipe:[{getattr(f, 'ino', 0)}]"
+        return ProcEntry(link=link, host=host)
+    if name in GENERATED:
+        return ProcEntry(content=generate(k, proc, name))
+    raise SysError(errno.EACCES if name in HIDDEN else errno.ENOENT)
+
+
+def _fd_dir() -> ProcEntry:
+    """Listing /proc/PID/fd is not provided (the links inside it are)."""
+    raise SysError(errno.EACCES)
+
+
+def generate(k: Kernel, proc: Process, name: str) -> bytes:
+    """The text of a generated /proc/PID file."""
+    if name == "maps":
+        lines = proc.aspace.maps() if proc.alive else []
+        return "".join(line + "\n" for line in lines).encode()
+    if name == "cmdline":
+        return b"".join(a + b"\0" for a in proc.argv)
+    if name == "comm":
+        return proc.name.encode()[:15] + b"\n"
+    state = "R (running)" if proc.runnable else ("S (sleeping)" if proc.alive else "Z (zombie)")
+    if name == "status":
+        return (f"Name:\t{proc.name[:15]}\nState:\t{state}\nTgid:\t{proc.pid}\nPid:\t{proc.pid}\n"
+                f"PPid:\t{proc.ppid}\nUid:\t{os.getuid()}\t{os.geteuid()}\t{os.geteuid()}\t{os.geteuid()}\n"
+                f"Gid:\t{os.getgid()}\t{os.getegid()}\t{os.getegid()}\t{os.getegid()}\n"
+                f"VmRSS:\t{proc.aspace.resident * 4 if proc.alive else 0} kB\nThreads:\t1\n").encode()
+    if name == "statm":
+        size = sum(r.end - r.start for r in proc.aspace.regions) >> 12 if proc.alive else 0
+        return f"{size} {proc.aspace.resident if proc.alive else 0} 0 0 0 0 0\n".encode()
+    # stat: the fields a ps-like reader needs; times are not modelled.
+    return (f"{proc.pid} ({proc.name[:15]}) {state[0]} {proc.ppid} {proc.pgid} {proc.sid} 0 -1 0 "
+            f"{sum(proc.fault_counts.values()) - proc.major_faults} 0 {proc.major_faults} 0 0 0 0 0 20 0 1 0 0 "
+            f"{sum(r.end - r.start for r in proc.aspace.regions) if proc.alive else 0} "
+            f"{proc.aspace.resident if proc.alive else 0}\n").encode()
+
+
+def content_file(k: Kernel, content: bytes) -> str:
+    """A host path that opens as a fresh read-only view of `content` (an anonymous memory file)."""
+    fd = os.memfd_create("run-elf-proc", os.MFD_CLOEXEC)
+    os.write(fd, content)
+    k.proc_files.append(fd)
+    while len(k.proc_files) > 64:                # keep a few recent ones alive for reopening
+        os.close(k.proc_files.pop(0))
+    return f"/proc/self/fd/{fd}"
