@@ -121,8 +121,6 @@ class HostFile(File):
         self.hostfd = hostfd
         self.host_path = host_path or path     # `path` is what the guest called it
         self._key: tuple[int, int] | None = None
-        self.dir_entries: list[os.DirEntry] | None = None   # getdents64's snapshot of a directory
-        self.dir_pos = 0
 
     def key(self) -> tuple[int, int]:
         """The file's identity (device, inode), as the page cache knows it."""
@@ -141,10 +139,7 @@ class HostFile(File):
         return os.write(self.hostfd, data)
 
     def lseek(self, offset: int, whence: int) -> int:
-        pos = os.lseek(self.hostfd, offset, whence)
-        if self.dir_entries is not None and whence == os.SEEK_SET:
-            self.dir_pos = offset
-        return pos
+        return os.lseek(self.hostfd, offset, whence)
 
     def stat(self) -> os.stat_result:
         return os.fstat(self.hostfd)
