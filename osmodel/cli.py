@@ -12,7 +12,6 @@ import click
 
 from loader.elf import LoadError
 from osmodel.kernel import Config, InternalError, Kernel
-from osmodel.trace import Instruments
 
 EXIT_INTERNAL = 70      # EX_SOFTWARE: run-elf itself failed
 EXIT_CANNOT_EXEC = 126  # as a shell, for a file it cannot execute
@@ -47,6 +46,16 @@ def find_program(name: str) -> str | None:
     if "/" in name or os.path.exists(name):
         return name if os.path.exists(name) else None
     return shutil.which(name, mode=os.F_OK)
+
+
+class NoInstruments:
+    """Stands in for osmodel.trace.Instruments when no trace, statistics or dump was asked for."""
+
+    def close(self) -> list[str]:
+        return []
+
+    def finish(self, seconds: float) -> None:
+        pass
 
 
 def find_in_root(root: str, program: str) -> str | None:
@@ -192,9 +201,12 @@ def run(program, args, phys_mem, stack_limit, seed, strace, env_set, unset, igno
         click.echo(f"run-elf: cannot set up the machine: {err}", err=True)
         sys.exit(EXIT_INTERNAL)
     try:
-        instruments = Instruments(kernel, trace_faults=trace_faults, trace_tlb=trace_tlb, trace_limit=trace_limit,
-                                  stats=stats, dump_maps=dump_maps, dump_pagetable=dump_pagetable,
-                                  dump_frames=dump_frames, out=sys.stderr)
+        instruments = NoInstruments()
+        if stats or trace_faults or trace_tlb or dump_maps or dump_pagetable or dump_frames:
+            from osmodel.trace import Instruments   # only then: tracing pulls in capstone and the counters
+            instruments = Instruments(kernel, trace_faults=trace_faults, trace_tlb=trace_tlb,
+                                      trace_limit=trace_limit, stats=stats, dump_maps=dump_maps,
+                                      dump_pagetable=dump_pagetable, dump_frames=dump_frames, out=sys.stderr)
     except OSError as err:
         raise click.BadParameter(f"cannot create {err.filename}: {err.strerror}",
                                  param_hint="--trace-faults/--trace-tlb") from None

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import traceback
 from typing import TYPE_CHECKING
-
-import capstone
 
 from osmodel.signals import EXCEPTION_NAMES, signal_name
 from vm.mmu import ACCESS_FETCH, ACCESS_NAMES, PF_PRESENT, PF_USER, PageFault, describe_error_code
@@ -17,9 +16,15 @@ if TYPE_CHECKING:
 
 __all__ = ["signal_name", "describe_fault", "describe_exception", "internal_error", "instruction"]
 
-_disasm = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-_decoder = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-_decoder.detail = True
+
+
+@functools.cache
+def disassembler(detail: bool = False):
+    """A capstone x86-64 disassembler (imported on first use: most runs never report anything)."""
+    import capstone
+    cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    cs.detail = detail
+    return cs
 _STRING_OPS = {"movs": ("rsi", "rdi"), "stos": ("rdi",), "lods": ("rsi",), "scas": ("rdi",), "cmps": ("rsi", "rdi")}
 
 
@@ -32,7 +37,8 @@ def fault_address(kernel: Kernel, proc: Process, rip: int, fault: PageFault) -> 
         return rip if page <= rip < page + 4096 else page
     code = kernel.peek(proc, rip, 16)
     reg = kernel.cpu.reg
-    for insn in _decoder.disasm(code, rip, 1):
+    import capstone
+    for insn in disassembler(True).disasm(code, rip, 1):
         candidates = []
         for op in insn.operands:
             if op.type != capstone.x86.X86_OP_MEM:
@@ -72,7 +78,7 @@ def instruction(kernel: Kernel, proc: Process, rip: int) -> str:
     if sym:
         where += f" <{sym}>"
     code = kernel.peek(proc, rip, 16)
-    for insn in _disasm.disasm(code, rip, 1):
+    for insn in disassembler().disasm(code, rip, 1):
         return f"{where}: {insn.mnemonic} {insn.op_str}".rstrip()
     return where
 
