@@ -27,9 +27,10 @@ from osmodel import report
 from osmodel.addrspace import (PROT_EXEC, PROT_READ, PROT_WRITE, STACK_INITIAL, STACK_TOP, AddressSpace,
                                Region, page_down, page_up)
 from osmodel.fault import OOM, SEGV, FaultHandler, Resolution, Segv
-from osmodel.files import FdTable, HostFile, SysError, host_umask
+from osmodel.files import Block, FdTable, HostFile, SysError, host_umask
 from osmodel.process import RUNNABLE, SIG_DFL, SIG_IGN, SLEEPING, ZOMBIE, Process
 from osmodel.pagecache import FileBacking, PageCache
+from osmodel.sigframe import SI_KERNEL, deliver, siginfo
 from osmodel.vfs import FileSystem
 from osmodel.signals import IGNORED_BY_DEFAULT, SIGCHLD, SIGKILL, SIGSEGV, signal_for_interrupt
 from vm.cpu import SYSRETQ, Cpu, Trap
@@ -97,6 +98,7 @@ class Kernel:
         self.doing = ""                                   # what the kernel is handling, for error reports
         self.reaped: list[Process] = []                   # processes that are gone, for statistics
         self.context_switches = 0
+        self.signals_delivered = 0
         self.deadlocked = False
         self.stopped = False        # a limit (--timeout, --max-insns) ended the run
         self.unbounded = False      # the current run has no instruction quantum (nobody else was runnable)
@@ -298,6 +300,7 @@ class Kernel:
         except LoadError as err:
             raise SysError(errno.E2BIG if "too long" in str(err) else errno.ENOEXEC) from None
         proc.files.close_on_exec()
+        proc.signal_contexts.clear()
         for sig in list(proc.sigactions):
             if proc.handler(sig) != SIG_IGN:
                 del proc.sigactions[sig]
@@ -367,6 +370,9 @@ class Kernel:
             self.reap(proc)              # SIGCHLD ignored: no zombie (POSIX.1-2001)
         elif parent is not None:
             self.wakeup(parent)
+            killed = signal is not None
+            self.signal(parent, SIGCHLD, info=siginfo(SIGCHLD, code=2 if killed else 1, pid=proc.pid,
+                                                      uid=os.getuid(), status=signal if killed else code or 0))
         if proc is self.current:
             self.cpu.stop()
 
@@ -390,8 +396,10 @@ class Kernel:
         aspace.release()
         self.cpu.flush_tlb(aspace.asid, reason)
 
-    def signal(self, proc: Process, sig: int, sender: Process | None = None) -> None:
-        """Send sig to proc: the default action (terminate or ignore) unless blocked or handled, then it pends."""
+    def signal(self, proc: Process, sig: int, sender: Process | None = None, info: bytes | None = None) -> None:
+        """Send sig to proc. An ignored signal is dropped; an unblocked one whose action is the default
+        terminates at once; otherwise it pends until delivered (osmodel.sigframe), and a process asleep
+        in a system call is woken for a handled one (its call then returns EINTR or restarts)."""
         if sig == 0 or not proc.alive:
             return
         bit = 1 << (sig - 1)
@@ -400,8 +408,20 @@ class Kernel:
             if handler == SIG_IGN or (handler == SIG_DFL and sig in IGNORED_BY_DEFAULT):
                 return
             if proc.sigmask & bit or handler != SIG_DFL:
-                proc.pending |= bit      # delivery to handlers is not implemented: it stays pending
+                proc.pending |= bit
+                if info is None and sender is not None:
+                    info = siginfo(sig, pid=sender.pid, uid=os.getuid())
+                if info is not None:
+                    proc.siginfo[sig] = info
+                if not proc.sigmask & bit and proc.state == SLEEPING and proc.sleeping_in != "vfork":
+                    proc.state = RUNNABLE
+                    proc.channel = None
+                    self.preempt_unbounded()
                 return
+        self.terminate(proc, sig, sender)
+
+    def terminate(self, proc: Process, sig: int, sender: Process | None = None) -> None:
+        """A signal's default action kills proc; pid 1's end is reported, as the shell would."""
         if proc.pid == 1:
             by = f" (sent by pid {sender.pid})" if sender is not None and sender is not proc else ""
             print(f"run-elf: pid 1 killed by {report.signal_name(sig)}{by}", file=self.config.stderr, flush=True)
@@ -590,6 +610,15 @@ class Kernel:
         from osmodel.syscall import dispatch
         dispatch(self, self.current)
 
+    def handled_synchronously(self, proc: Process, sig: int, info: bytes) -> bool:
+        """A fault's signal goes to the process's handler when it has one and does not block it (the
+        faulting instruction runs again when the handler returns); False: the default action applies."""
+        if proc.handler(sig) in (SIG_DFL, SIG_IGN) or proc.sigmask & (1 << (sig - 1)):
+            return False
+        proc.pending |= 1 << (sig - 1)
+        proc.siginfo[sig] = info
+        return True
+
     def handle_trap(self, proc: Process, trap: Trap) -> None:
         """Turn a stopped run into what the kernel does: a signal to the process, or an internal error."""
         if trap.kind == "host-error":
@@ -601,18 +630,58 @@ class Kernel:
                       file=self.config.stderr, flush=True)
                 self.kill(proc, SIGKILL)
                 return
+            address = report.fault_address(self, proc, trap.rip, trap.fault)
+            code = getattr(error, "code", 1) or 1
+            if self.handled_synchronously(proc, SIGSEGV, siginfo(SIGSEGV, code=code, addr=address)):
+                return
             self.kill(proc, SIGSEGV, report.describe_fault(self, proc, trap.fault, error, trap.rip))
             return
         if trap.kind == "interrupt":
             sig = signal_for_interrupt(trap.intno)
+            if self.handled_synchronously(proc, sig, siginfo(sig, code=SI_KERNEL, addr=0)):
+                return
             self.kill(proc, sig, report.describe_exception(self, proc, trap.intno, trap.rip))
             return
         if trap.kind == "invalid-opcode":
+            if self.handled_synchronously(proc, 4, siginfo(4, code=2, addr=trap.rip)):
+                return
             self.kill(proc, 4, report.describe_exception(self, proc, 6, trap.rip))
             return
         raise InternalError(f"unknown trap {trap.kind}")
 
     # -- running --------------------------------------------------------------------------------
+
+    def timed_sleep(self, proc: Process, seconds: float) -> None:
+        """nanosleep: the process sleeps (others run) until `seconds` have passed; raises Block until then.
+        The call restarts when woken, and returns once its wake-up time is reached."""
+        now = time.monotonic()
+        if not proc.wake_at:
+            if seconds <= 0:
+                return
+            proc.wake_at = now + seconds
+        if now >= proc.wake_at:
+            proc.wake_at = 0.0
+            return
+        raise Block(("timer", proc.pid))
+
+    def wake_timers(self, wait: bool) -> bool:
+        """Wake processes whose sleep is over; with `wait`, first sleep on the host until the earliest
+        one is due (not past the --timeout deadline). True if any process was woken."""
+        sleepers = [p for p in self.processes.values() if p.state == SLEEPING and p.wake_at]
+        if not sleepers:
+            return False
+        if wait:
+            due = min(p.wake_at for p in sleepers)
+            if self.deadline:
+                due = min(due, self.deadline)
+            time.sleep(max(0.0, due - time.monotonic()))
+        now = time.monotonic()
+        woke = False
+        for p in sleepers:
+            if now >= p.wake_at:
+                self.wakeup(p.channel)
+                woke = True
+        return woke
 
     def host_sleep(self, seconds: float) -> None:
         """Sleep on behalf of the guest, but not past the --timeout deadline (the run then stops)."""
@@ -664,14 +733,23 @@ class Kernel:
                     self.stop_guest(f"time limit of {self.config.timeout:g} s reached")
                     break
                 timeout_us = max(1, int(left * 1e6))
+            self.wake_timers(wait=False)
             proc = self.pick_next()
+            if proc is None and self.wake_timers(wait=True):
+                continue
             if proc is None:
+                if deadline and time.monotonic() >= deadline:
+                    continue
                 self.report_deadlock()
                 break
             self.switch(proc)
             if proc.resume_rip is not None:
                 cpu.set_reg("rip", proc.resume_rip)
                 proc.resume_rip = None
+            if proc.pending & ~proc.sigmask:
+                deliver(self, proc)
+                if not proc.alive:
+                    continue
             if self.ram.code_freed:
                 cpu.forget_code()           # a frame that held translated code was freed and may be reused
                 self.ram.code_freed = False

@@ -55,7 +55,12 @@ class Process:
     vfork_parent: Process | None = None   # the parent suspended until this child execs or exits
     sigactions: dict[int, bytes] = field(default_factory=dict)   # signal -> struct kernel_sigaction
     sigmask: int = 0
-    pending: int = 0                      # signals sent but not acted upon (blocked or handled)
+    pending: int = 0                      # signals sent but not yet delivered (blocked, or waiting for the CPU)
+    siginfo: dict[int, bytes] = field(default_factory=dict)      # the siginfo of each pending signal
+    signal_contexts: list = field(default_factory=list)          # (frame, CPU context) per running handler
+    saved_sigmask: int | None = None      # the mask to restore after rt_sigsuspend's temporary one
+    wake_at: float = 0.0                  # time.monotonic() at which a nanosleep ends (0: not sleeping)
+    interrupted_call: str = ""            # the system call it sleeps in, if a signal may interrupt it
 
     @property
     def alive(self) -> bool:

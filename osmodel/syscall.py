@@ -76,6 +76,7 @@ def dispatch(kernel: Kernel, proc: Process) -> None:
     entry = TABLE.get(nr)
     name = entry.name if entry else NAMES.get(nr, f"syscall_{nr:#x}")
     kernel.doing = f"handling system call {name}"
+    proc.interrupted_call = ""
     strace = kernel.config.strace
     shown = format_args(kernel, proc, entry, args) if strace and entry else ""
     if entry is None:
@@ -89,6 +90,7 @@ def dispatch(kernel: Kernel, proc: Process) -> None:
                 print(f"{prefix(kernel, proc)}{name}({shown}) <blocks>", file=strace, flush=True)
             kernel.doing = ""
             proc.resume_rip = kernel.cpu.reg("rip")
+            proc.interrupted_call = name
             kernel.sleep(proc, block.channel, name)
             return
         except SysError as err:
@@ -110,9 +112,11 @@ def dispatch(kernel: Kernel, proc: Process) -> None:
     if not proc.alive or proc.resume_rip is not None:
         return
     uc.reg_write(x86.UC_X86_REG_RAX, ret & MASK64)
-    if not proc.runnable:
-        # The call completed but left the caller asleep (vfork's parent): resume after it when woken.
+    if not proc.runnable or proc.pending & ~proc.sigmask:
+        # The call completed but left the caller asleep (vfork's parent), or with a signal to deliver
+        # on the way back to user mode: resume after it, through the scheduler.
         proc.resume_rip = kernel.cpu.reg("rip") + 2
+        kernel.cpu.stop()
 
 
 def prefix(kernel: Kernel, proc: Process) -> str:
@@ -198,4 +202,4 @@ def format_result(kernel: Kernel, proc: Process, entry: Syscall | None, args: li
 
 
 # The handlers register themselves on import.
-from osmodel import sysfile, sysfs, sysmem, sysmisc, sysproc  # noqa: E402,F401
+from osmodel import sigframe, sysfile, sysfs, sysmem, sysmisc, sysproc  # noqa: E402,F401

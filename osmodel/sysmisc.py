@@ -319,48 +319,6 @@ def sys_alarm(k: Kernel, p: Process, seconds: int) -> int:
     return left
 
 
-def handled(p: Process, sig: int) -> bool:
-    """Whether sig has a handler (neither SIG_DFL nor SIG_IGN)."""
-    return p.handler(sig) not in (SIG_DFL, SIG_IGN)
-
-
-def suspend(k: Kernel, p: Process, mask: int) -> int:
-    """Wait, with `mask` blocked, for a signal that would run a handler; then EINTR, as Linux returns
-    once the handler has run. Handlers are not called by run-elf: the signal is taken off the pending
-    set as if delivered. A child's exit counts as the SIGCHLD Linux would send (once per child), when
-    the process has a SIGCHLD handler: so `sigsuspend` loops around `waitpid(WNOHANG)` (timeout(1),
-    shells' `wait`) see their children end. The sleep is on the process, which a child's exit wakes;
-    a terminating signal kills the sleeper; with nothing that can wake it, run-elf reports a deadlock."""
-    deliverable = p.pending & ~mask
-    for sig in range(1, 65):
-        if deliverable & (1 << (sig - 1)) and handled(p, sig):
-            p.pending &= ~(1 << (sig - 1))
-            raise SysError(errno.EINTR)
-    if handled(p, SIGCHLD) and not mask & (1 << (SIGCHLD - 1)):
-        seen = getattr(p, "sigchld_seen", set())
-        ended = {c.pid for c in k.children(p) if not c.alive}
-        if ended - seen:
-            p.sigchld_seen = ended
-            raise SysError(errno.EINTR)
-        p.sigchld_seen = ended
-    raise Block(p)
-
-
-@syscall("pause")
-def sys_pause(k: Kernel, p: Process) -> int:
-    """Sleeps until a signal with a handler arrives (EINTR); see suspend()."""
-    return suspend(k, p, p.sigmask)
-
-
-@syscall("rt_sigsuspend", "pu")
-def sys_rt_sigsuspend(k: Kernel, p: Process, mask: int, size: int) -> int:
-    """pause with the signal mask replaced by *mask for the wait; see suspend()."""
-    if size != 8:
-        raise SysError(errno.EINVAL)
-    value = struct.unpack("<Q", k.copyin(p, mask, 8))[0]
-    return suspend(k, p, value & ~((1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1))))
-
-
 @syscall("rt_sigpending", "pu")
 def sys_rt_sigpending(k: Kernel, p: Process, out: int, size: int) -> int:
     """The blocked signals that are pending."""

@@ -417,12 +417,7 @@ def sys_rt_sigprocmask(k: Kernel, p: Process, how: int, nset: int, oset: int, si
             raise SysError(errno.EINVAL)
     if oset:
         k.copyout(p, oset, struct.pack("<Q", old))
-    unblocked = p.pending & ~p.sigmask
-    for sig in range(1, 65):
-        if unblocked & (1 << (sig - 1)) and p.handler(sig) == SIG_DFL:
-            p.pending &= ~(1 << (sig - 1))
-            k.signal(p, sig)
-    return 0
+    return 0                       # signals it unblocked are delivered on the way back to user mode
 
 
 @syscall("sigaltstack", "pp")
@@ -507,7 +502,7 @@ def sys_nanosleep(k: Kernel, p: Process, req: int, rem: int) -> int:
     sec, nsec = struct.unpack("<qq", k.copyin(p, req, 16))
     if sec < 0 or not 0 <= nsec < 10**9:
         raise SysError(errno.EINVAL)
-    k.host_sleep(sec + nsec / 1e9)
+    k.timed_sleep(p, sec + nsec / 1e9)
     return 0
 
 
@@ -517,10 +512,9 @@ def sys_clock_nanosleep(k: Kernel, p: Process, clock: int, flags: int, req: int,
     if sec < 0 or not 0 <= nsec < 10**9:
         raise SysError(errno.EINVAL)
     delay = sec + nsec / 1e9
-    if flags & 1:                              # TIMER_ABSTIME
+    if flags & 1 and not p.wake_at:            # TIMER_ABSTIME
         delay -= time.clock_gettime(signed32(clock))
-    if delay > 0:
-        k.host_sleep(delay)
+    k.timed_sleep(p, delay)
     return 0
 
 
