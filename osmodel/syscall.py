@@ -13,7 +13,6 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from unicorn import x86_const as x86
 
 from osmodel.fault import Segv
 from osmodel.files import Block, SysError
@@ -26,8 +25,6 @@ if TYPE_CHECKING:
     from osmodel.process import Process
 
 MASK64 = (1 << 64) - 1
-ARG_REGS = (x86.UC_X86_REG_RDI, x86.UC_X86_REG_RSI, x86.UC_X86_REG_RDX,
-            x86.UC_X86_REG_R10, x86.UC_X86_REG_R8, x86.UC_X86_REG_R9)
 AT_FDCWD = -100
 
 
@@ -70,9 +67,7 @@ def signed32(value: int) -> int:
 
 def dispatch(kernel: Kernel, proc: Process) -> None:
     """Run the system call the current process asked for and put the result in RAX."""
-    uc = kernel.cpu.uc
-    nr = uc.reg_read(x86.UC_X86_REG_RAX)
-    args = [uc.reg_read(r) for r in ARG_REGS]
+    nr, *args = kernel.cpu.syscall_args()
     entry = TABLE.get(nr)
     name = entry.name if entry else NAMES.get(nr, f"syscall_{nr:#x}")
     kernel.doing = f"handling system call {name}"
@@ -111,7 +106,7 @@ def dispatch(kernel: Kernel, proc: Process) -> None:
     kernel.doing = ""
     if not proc.alive or proc.resume_rip is not None:
         return
-    uc.reg_write(x86.UC_X86_REG_RAX, ret & MASK64)
+    kernel.cpu.set_reg("rax", ret)
     if not proc.runnable or proc.pending & ~proc.sigmask:
         # The call completed but left the caller asleep (vfork's parent), or with a signal to deliver
         # on the way back to user mode: resume after it, through the scheduler.

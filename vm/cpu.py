@@ -41,6 +41,7 @@ _TLB_FLUSH_CODE = (ucc.UC_CTL_IO_WRITE << 30) | ucc.UC_CTL_TLB_FLUSH
 _FILL_CFUNC = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int,
                                ctypes.POINTER(ucbinding.uc_tlb_entry), ctypes.c_void_p)
 
+SYSCALL_REGS = ("rax", "rdi", "rsi", "rdx", "r10", "r8", "r9")
 GENERAL_REGS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
                 "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "rflags")
 REG = {name: getattr(x86, f"UC_X86_REG_{name.upper()}") for name in GENERAL_REGS + ("fs_base", "gs_base")}
@@ -78,6 +79,12 @@ class Cpu:
         self.trap: Trap | None = None
         self.refused: PageFault | None = None   # the last fault the OS refused
         self._counted = False                  # the last run used Unicorn's instruction count
+        # Registers through Unicorn's C API directly: the binding's reg_read costs several microseconds.
+        self._reg_value = ctypes.c_uint64()
+        self._reg_ref = ctypes.byref(self._reg_value)
+        self._syscall_vals = [ctypes.c_uint64() for _ in SYSCALL_REGS]
+        self._syscall_ids = (ctypes.c_int * len(SYSCALL_REGS))(*(REG[n] for n in SYSCALL_REGS))
+        self._syscall_ptrs = (ctypes.c_void_p * len(SYSCALL_REGS))(*(ctypes.addressof(v) for v in self._syscall_vals))
         self.fills = 0
         self.uc_flushes = 0
         self._uc_holds: set[int] = set()   # pages handed to Unicorn's TLB since it was last flushed
@@ -328,8 +335,17 @@ class Cpu:
         reg_id = REG.get(name)
         if reg_id is None:
             reg_id = getattr(x86, f"UC_X86_REG_{name.upper()}")
-        return self.uc.reg_read(reg_id)
+            if reg_id >= x86.UC_X86_REG_XMM0 and reg_id <= x86.UC_X86_REG_XMM31:
+                return self.uc.reg_read(reg_id)
+        ucbinding.uclib.uc_reg_read(self._uch, reg_id, self._reg_ref)
+        return self._reg_value.value
 
     def set_reg(self, name: str, value: int) -> None:
         """Write a register by name."""
-        self.uc.reg_write(REG[name], value & 0xFFFF_FFFF_FFFF_FFFF)
+        self._reg_value.value = value & 0xFFFF_FFFF_FFFF_FFFF
+        ucbinding.uclib.uc_reg_write(self._uch, REG[name], self._reg_ref)
+
+    def syscall_args(self) -> tuple[int, int, int, int, int, int, int]:
+        """RAX (the call number) and the six argument registers, in one Unicorn call."""
+        ucbinding.uclib.uc_reg_read_batch(self._uch, self._syscall_ids, self._syscall_ptrs, len(SYSCALL_REGS))
+        return tuple(v.value for v in self._syscall_vals)
