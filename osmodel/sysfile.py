@@ -6,10 +6,8 @@ import ctypes
 import errno
 import fcntl
 import os
-import stat as statmod
 import struct
 import termios
-import time
 from typing import TYPE_CHECKING
 
 from osmodel.files import (FD_CLOEXEC, host_umask_zero, MAX_FDS, O_CLOEXEC, POLLERR, POLLHUP, POLLNVAL, Block, HostFile, Pipe,

@@ -12,7 +12,6 @@ UTIME_OMIT, renameat2), so the answers, errno values included, are the host kern
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import os

@@ -45,6 +45,19 @@ def invalidate_pages(k: Kernel, aspace: AddressSpace, pages: list[int], reason: 
             k.cpu.invalidate_page(va, aspace.asid, reason)
 
 
+def check_mapped(a: AddressSpace, start: int, end: int) -> None:
+    """ENOMEM unless regions cover all of [start, end) without a hole (mprotect, msync)."""
+    covered = start
+    for r in a.regions:
+        if r.end <= covered or r.start >= end:
+            continue
+        if r.start > covered:
+            break
+        covered = r.end
+    if covered < end:
+        raise SysError(errno.ENOMEM)
+
+
 @syscall("brk", "p")
 def sys_brk(k: Kernel, p: Process, addr: int) -> int:
     a = p.aspace
@@ -128,15 +141,7 @@ def sys_mprotect(k: Kernel, p: Process, addr: int, length: int, prot: int) -> in
         raise SysError(errno.ENOMEM)
     if end == addr:
         return 0
-    covered = addr
-    for r in a.regions:
-        if r.end <= covered or r.start >= end:
-            continue
-        if r.start > covered:
-            break
-        covered = r.end
-    if covered < end:
-        raise SysError(errno.ENOMEM)
+    check_mapped(a, addr, end)
     changed = []
     for region in a.carve(addr, end):
         region.prot = prot & PROT_ALL
@@ -172,15 +177,7 @@ def sys_msync(k: Kernel, p: Process, addr: int, length: int, flags: int) -> int:
         raise SysError(errno.EINVAL)
     a = p.aspace
     end = addr + page_up(length)
-    covered = addr
-    for r in a.regions:
-        if r.end <= covered or r.start >= end:
-            continue
-        if r.start > covered:
-            break
-        covered = r.end
-    if covered < end:
-        raise SysError(errno.ENOMEM)
+    check_mapped(a, addr, end)
     invalidate = lambda aspace, va: k.cpu.invalidate_page(va, aspace.asid, "msync")  # noqa: E731
     for _va, _slot, pte in list(a.pagetable.leaves(addr, end)):
         pfn = (pte & PTE_FRAME) >> PAGE_SHIFT

@@ -1,5 +1,5 @@
 """The other system calls glibc programs, coreutils, shells and CPython use: sysinfo, CPU affinity,
-identities (getgroups, the set*id family), priorities, times, alarm, pause, mincore, memfd_create,
+identities (getgroups, the set*id family), priorities, times, alarm, mincore, memfd_create,
 close_range, the refused socket family, and calls answered ENOSYS on purpose so the C library falls back.
 
 The machine has one CPU (number 0) and no network: socket() is refused with EACCES, the errno
@@ -16,9 +16,7 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
-from osmodel.files import Block, HostFile, SysError
-from osmodel.process import SIG_DFL, SIG_IGN
-from osmodel.signals import SIGCHLD, SIGKILL, SIGSTOP
+from osmodel.files import HostFile, SysError
 from osmodel.syscall import signed, signed32, syscall
 from vm.pagetable import PTE_PRESENT
 from vm.ram import PAGE_SHIFT, PAGE_SIZE

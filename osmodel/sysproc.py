@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING
 
 from osmodel.files import Block, SysError
-from osmodel.process import SIG_DFL, SIG_IGN
+from osmodel.process import SIG_IGN
 from osmodel.signals import SIGCHLD, SIGKILL, SIGSTOP
 from osmodel.syscall import signed32, syscall
 

@@ -143,3 +143,23 @@ def _run_native_fixture():
 @pytest.fixture(name="run_elf")
 def _run_elf_fixture():
     return run_elf
+
+
+def compile_static(sources: dict[str, str], out: Path) -> dict[str, str]:
+    """Compile each C source (name -> text, dedented) with gcc -static -O1 into out; name -> path.
+    Skips the calling test when gcc or a static libc is missing."""
+    import shutil
+    import textwrap
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc is needed to build the guest programs")
+    paths = {}
+    for name, source in sources.items():
+        src = out / f"{name}.c"
+        src.write_text(textwrap.dedent(source))
+        exe = out / name
+        proc = subprocess.run([gcc, "-static", "-O1", "-o", str(exe), str(src)], capture_output=True, text=True)
+        if proc.returncode:
+            pytest.skip(f"gcc -static failed (no static libc?): {proc.stderr[-500:]}")
+        paths[name] = str(exe)
+    return paths

@@ -26,12 +26,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, USING_RUN_ELF
+from conftest import ROOT, USING_RUN_ELF, compile_static
 from osmodel.kernel import DIRECT_MAP, KERNEL_TEXT, Config, Kernel
 from vm.cpu import SYSRETQ
 from vm.pagetable import PTE_FRAME, PTE_PRESENT, PTE_USER, PTE_WRITABLE
@@ -322,20 +321,7 @@ PROGRAMS = {
 @pytest.fixture(scope="module")
 def programs(tmp_path_factory) -> dict[str, str]:
     """name -> path of each PROGRAMS entry compiled with gcc -static."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("gcc is needed to build the guest programs")
-    out = tmp_path_factory.mktemp("isolation-programs")
-    paths = {}
-    for name, source in PROGRAMS.items():
-        src = out / f"{name}.c"
-        src.write_text(textwrap.dedent(source))
-        exe = out / name
-        proc = subprocess.run([gcc, "-static", "-O1", "-o", str(exe), str(src)], capture_output=True, text=True)
-        if proc.returncode:
-            pytest.skip(f"gcc -static failed (no static libc?): {proc.stderr[-500:]}")
-        paths[name] = str(exe)
-    return paths
+    return compile_static(PROGRAMS, tmp_path_factory.mktemp("isolation-programs"))
 
 
 def api_run(path: str, args=(), *, kernel: Kernel | None = None, before_run=None, **config):

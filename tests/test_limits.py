@@ -18,7 +18,6 @@ import io
 import os
 import pty
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ import tty
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from conftest import ROOT, USING_RUN_ELF, run_elf
+from conftest import ROOT, USING_RUN_ELF, compile_static, run_elf
 from osmodel.kernel import Config, Kernel
 
 SAMPLES_BIN = ROOT / "samples" / "bin"
@@ -202,20 +201,7 @@ PROGRAMS = {
 @pytest.fixture(scope="module")
 def programs(tmp_path_factory) -> dict[str, str]:
     """name -> path of each PROGRAMS entry compiled with gcc -static."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("gcc is needed to build the guest programs")
-    out = tmp_path_factory.mktemp("limits-programs")
-    paths = {}
-    for name, source in PROGRAMS.items():
-        src = out / f"{name}.c"
-        src.write_text(textwrap.dedent(source))
-        exe = out / name
-        proc = subprocess.run([gcc, "-static", "-O1", "-o", str(exe), str(src)], capture_output=True, text=True)
-        if proc.returncode:
-            pytest.skip(f"gcc -static failed (no static libc?): {proc.stderr[-500:]}")
-        paths[name] = str(exe)
-    return paths
+    return compile_static(PROGRAMS, tmp_path_factory.mktemp("limits-programs"))
 
 
 def api_run(path: str, args=(), stdin: int | None = None, **config):

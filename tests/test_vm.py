@@ -780,7 +780,6 @@ def test_cpu_reload_after_our_tlb_evicts():
 def test_cpu_reload_check_is_sensitive(monkeypatch):
     """The same program with a Cpu that forgets to flush Unicorn reads the stale frame: the test
     above can fail."""
-    from vm.cpu import Cpu
     code = MOV_AL_MEM(PAGE_A) + MOV_BL_MEM(PAGE_B) + SYSCALL + MOV_CL_MEM(PAGE_A) + MOV_MEM_CL(PAGE_R)
     cpu, pt, f1, f2 = machine(code, Tlb(4, 1))
     monkeypatch.setattr(cpu, "flush_unicorn_tlb", lambda: None)

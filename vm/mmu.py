@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from vm.pagetable import (KERNEL_HALF, PTE_ACCESSED, PTE_DIRTY, PTE_FRAME, PTE_NX, PTE_PRESENT,
                           PTE_USER, PTE_WRITABLE)
-from vm.ram import PAGE_SHIFT, PhysicalMemory
+from vm.ram import PhysicalMemory
 
 ACCESS_READ = 0
 ACCESS_WRITE = 1
