@@ -75,8 +75,8 @@ def test_processes_running_the_same_file_share_its_text_frames(programs):
     assert common, "both processes ran code from the same text pages"
     for page in common:
         assert child[page][0] == parent[page][0], f"page {page:#x}: one frame per (file, page)"
-        # Whichever process touched the page first read the file (major); the other found it cached.
-        assert child[page][1] != parent[page][1], f"page {page:#x}: exactly one major fault"
+        # The file was read at most once for it: whoever came second found the page cached.
+        assert not (child[page][1] and parent[page][1]), f"page {page:#x}: read from the file twice"
 
 
 def test_fault_around_maps_the_neighbours_and_says_so():
