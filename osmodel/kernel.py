@@ -268,9 +268,12 @@ class Kernel:
         backing = FileBacking(exe, self.fs.guest_of_host(exe))
         for seg in image.segments:
             file_top = min(page_up(seg.file_end) if seg.file_end > seg.start else seg.start, seg.end)
+            # Linux maps whole file pages, so the last page of a read-only segment shows the file's bytes
+            # past p_filesz (and comes from the page cache); only a writable one's tail is bss, zeroed.
+            file_end = seg.file_end if seg.prot & PROT_WRITE else file_top
             if file_top > seg.start:
                 aspace.add(Region(seg.start, file_top, seg.prot, seg.kind, backing=backing, offset=seg.offset,
-                                  file_start=seg.start, file_end=seg.file_end, name=backing.path))
+                                  file_start=seg.start, file_end=file_end, name=backing.path))
             if seg.end > file_top:
                 aspace.add(Region(file_top, seg.end, seg.prot, "bss"))
 
