@@ -1,4 +1,4 @@
-"""Parse an x86-64 ELF executable into an Image: the pages to map, the entry point, the auxv inputs.
+"""Parse an x86-64 or i386 ELF executable into an Image: the pages to map, the entry point, the auxv inputs.
 
 Pure: reads the file once, maps nothing.  Like xv6's exec() and Linux's
 load_elf_binary(), it looks only at the ELF header and the program headers;
@@ -12,6 +12,12 @@ Elf_Phdr struct rather than ELFFile.get_segment()/iter_segments(): for a
 PT_DYNAMIC (every static-PIE has one) those scan the whole section header
 table, which is slow and fails on section headers that Linux never reads.
 Sections are never touched.
+
+Both ELF classes go through the same code: ELFCLASS64 files must be EM_X86_64,
+ELFCLASS32 files EM_386 (x32, ELFCLASS32 with EM_X86_64, is refused).  What
+differs by class is in `ElfClass`: the header and program header sizes, where
+user space ends (the canonical lower half for x86-64; Linux's PAGE_OFFSET,
+0xc0000000, for i386 in the 3G/1G split) and the default base of a static PIE.
 """
 from __future__ import annotations
 
@@ -31,15 +37,17 @@ from elftools.elf.segments import Segment as ElfSegment
 PAGE_SIZE = 4096
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 DEFAULT_PIE_BASE = 0x555555554000  # where ET_DYN (static-PIE) images load; deterministic (Linux's ELF_ET_DYN_BASE with randomisation off)
+DEFAULT_PIE_BASE_32 = 0x56555000   # the same for i386 static-PIE (where Linux puts an i386 PIE with ASLR off)
 
 USER_END = 0x0000_8000_0000_0000   # first address above the canonical lower half: user space ends here
+USER_END_32 = 0xC000_0000          # i386: Linux's PAGE_OFFSET in the 3G/1G split; the kernel lies above
 MMAP_MIN_ADDR = 0x10000            # Linux's default vm.mmap_min_addr: nothing may be mapped below it
 
 # e_ident
 ELF_MAGIC = b"\x7fELF"
 EI_CLASS, EI_DATA, EI_VERSION, EI_OSABI = 4, 5, 6, 7
 EI_NIDENT = 16
-ELFCLASS64 = 2
+ELFCLASS32, ELFCLASS64 = 1, 2
 ELFDATA2LSB = 1
 EV_CURRENT = 1
 ELFOSABI_SYSV, ELFOSABI_GNU = 0, 3
@@ -47,7 +55,7 @@ ELFOSABI_SYSV, ELFOSABI_GNU = 0, 3
 # e_type, e_machine
 ET_NAMES = {0: "ET_NONE", 1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}
 ET_EXEC, ET_DYN = 2, 3
-EM_X86_64 = 62
+EM_386, EM_X86_64 = 3, 62
 
 # program headers
 PT_LOAD, PT_INTERP, PT_PHDR, PT_TLS = 1, 3, 6, 7
@@ -58,10 +66,29 @@ MAX_PHDRS_SIZE = 65536             # Linux refuses program header tables larger 
 
 EHDR_SIZE = 64                     # sizeof(Elf64_Ehdr)
 PHDR_SIZE = 56                     # sizeof(Elf64_Phdr)
+EHDR_SIZE_32 = 52                  # sizeof(Elf32_Ehdr)
+PHDR_SIZE_32 = 32                  # sizeof(Elf32_Phdr)
 
 # What pyelftools raises on input it cannot decode (struct_parse wraps construct's errors in ELFParseError,
 # but not every path goes through it).
 ELFTOOLS_ERRORS = (ELFError, ConstructError, struct.error, ValueError, EOFError, IndexError, KeyError)
+
+
+@dataclass(frozen=True)
+class ElfClass:
+    """What depends on the ELF class: sizes of the headers, the machine, where user space ends, the PIE base."""
+    bits: int            # 64 or 32
+    machine: int         # the e_machine it must have
+    machine_name: str    # Image.machine
+    ehdr_size: int
+    phdr_size: int
+    user_end: int        # segments must end at or below this
+    pie_base: int        # where a static PIE loads unless told otherwise
+
+
+CLASS_64 = ElfClass(64, EM_X86_64, "x86_64", EHDR_SIZE, PHDR_SIZE, USER_END, DEFAULT_PIE_BASE)
+CLASS_32 = ElfClass(32, EM_386, "i386", EHDR_SIZE_32, PHDR_SIZE_32, USER_END_32, DEFAULT_PIE_BASE_32)
+ELF_CLASSES = {ELFCLASS64: CLASS_64, ELFCLASS32: CLASS_32}
 
 
 class LoadError(Exception):
@@ -120,7 +147,7 @@ class Image:
     """An executable ready to map: what to put where, and what the auxv must say about it."""
     path: str
     elf_type: str              # 'ET_EXEC' or 'ET_DYN'
-    machine: str               # 'x86_64'
+    machine: str               # 'x86_64' or 'i386'
     load_bias: int             # 0 for ET_EXEC, base - first page for ET_DYN
     entry: int                 # biased entry point
     phdr: int                  # vaddr of the program headers in memory (0 if they are not mapped)
@@ -131,6 +158,7 @@ class Image:
     stack_exec: bool           # PT_GNU_STACK has PF_X
     interp: str | None         # PT_INTERP path, if any
     brk_start: int             # page-aligned end of the highest segment: where the heap begins
+    bits: int = 64             # 64 (ELFCLASS64, x86-64) or 32 (ELFCLASS32, i386)
     data: bytes = field(default=b"", repr=False)  # the whole file
 
     def read(self, offset: int, size: int) -> bytes:
@@ -142,7 +170,7 @@ class Image:
 
 @dataclass(frozen=True)
 class Phdr:
-    """One Elf64_Phdr as read from the file."""
+    """One Elf64_Phdr or Elf32_Phdr as read from the file."""
     index: int
     type: int
     flags: int
@@ -153,9 +181,13 @@ class Phdr:
     align: int
 
 
-def load_image(path: str, base: int = DEFAULT_PIE_BASE) -> Image:
-    """Parse an x86-64 ELF executable into an Image; raise LoadError with a one-line reason for anything malformed."""
-    if base % PAGE_SIZE:
+def load_image(path: str, base: int | None = None) -> Image:
+    """Parse an x86-64 or i386 ELF executable into an Image; raise LoadError with a one-line reason for anything malformed.
+
+    `base` is where a static PIE (ET_DYN) loads; by default DEFAULT_PIE_BASE for a 64-bit file,
+    DEFAULT_PIE_BASE_32 for a 32-bit one.  ET_EXEC files load at their link addresses.
+    """
+    if base is not None and base % PAGE_SIZE:
         raise ValueError(f"load base {base:#x} is not page-aligned")
     data = read_file(path)
     try:
@@ -195,12 +227,15 @@ def read_file(path: str) -> bytes:
         os.close(fd)
 
 
-def parse_image(path: str, data: bytes, base: int) -> Image:
-    """The Image described by the ELF bytes `data`."""
+def parse_image(path: str, data: bytes, base: int | None = None) -> Image:
+    """The Image described by the ELF bytes `data` (a static PIE at `base`, or its class's default base)."""
     elf = open_elf(data)
-    e_type = check_header(elf)
+    cls = ELF_CLASSES[data[EI_CLASS]]
+    e_type = check_header(elf, cls)
+    if base is None:
+        base = cls.pie_base
     e_phoff, e_phentsize, e_phnum = elf["e_phoff"], elf["e_phentsize"], elf["e_phnum"]
-    phdrs = parse_phdrs(elf, len(data))
+    phdrs = parse_phdrs(elf, len(data), cls)
     loads = [p for p in phdrs if p.type == PT_LOAD]
     if not loads:
         raise LoadError("no loadable segments")
@@ -211,7 +246,7 @@ def parse_image(path: str, data: bytes, base: int) -> Image:
         raise LoadError("no loadable segments")
     bias = 0 if e_type == ET_EXEC else base - page_down(min(p.vaddr for p in loads))
     placed = sorted(((make_segment(p, bias), p.index) for p in loads), key=lambda si: si[0].start)
-    check_layout(placed)
+    check_layout(placed, cls)
     segments = [s for s, _ in placed]
     entry = elf["e_entry"] + bias
     if not any(s.prot & PROT_EXEC and s.file_start <= entry < s.end for s in segments):
@@ -219,7 +254,7 @@ def parse_image(path: str, data: bytes, base: int) -> Image:
     return Image(
         path=path,
         elf_type=ET_NAMES[e_type],
-        machine="x86_64",
+        machine=cls.machine_name,
         load_bias=bias,
         entry=entry,
         phdr=find_phdr(phdrs, e_phoff, bias),
@@ -230,12 +265,13 @@ def parse_image(path: str, data: bytes, base: int) -> Image:
         stack_exec=any(p.type == PT_GNU_STACK and p.flags & PF_X for p in phdrs),
         interp=find_interp(phdrs, data),
         brk_start=page_up(max(s.end for s in segments)),
+        bits=cls.bits,
         data=data,
     )
 
 
 def check_ident(data: bytes) -> None:
-    """Raise LoadError unless `data` starts with a full ELF header whose e_ident is 64-bit little-endian Linux.
+    """Raise LoadError unless `data` starts with a full ELF header whose e_ident is 64- or 32-bit little-endian Linux.
 
     Done on the raw bytes, before pyelftools sees them: it accepts any class,
     byte order, version and OS ABI, and cannot parse a short header.
@@ -244,15 +280,15 @@ def check_ident(data: bytes) -> None:
         raise LoadError("not an ELF file")
     if len(data) < EI_NIDENT:
         raise LoadError("truncated ELF header")
-    if data[EI_CLASS] != ELFCLASS64:
-        raise LoadError("not a 64-bit ELF file")
+    if data[EI_CLASS] not in ELF_CLASSES:
+        raise LoadError(f"not a 64-bit ELF file (EI_CLASS {data[EI_CLASS]})")
     if data[EI_DATA] != ELFDATA2LSB:
         raise LoadError("not a little-endian ELF file")
     if data[EI_VERSION] != EV_CURRENT:
         raise LoadError(f"unsupported ELF version {data[EI_VERSION]}")
     if data[EI_OSABI] not in (ELFOSABI_SYSV, ELFOSABI_GNU):
         raise LoadError(f"unsupported OS ABI {data[EI_OSABI]}")
-    if len(data) < EHDR_SIZE:
+    if len(data) < ELF_CLASSES[data[EI_CLASS]].ehdr_size:
         raise LoadError("truncated ELF header")
 
 
@@ -263,18 +299,20 @@ def open_elf(data: bytes) -> ELFFile:
         elf = ELFFile(io.BytesIO(data))
     except ELFTOOLS_ERRORS as e:
         raise LoadError(f"bad ELF header: {one_line(e)}") from e
-    if elf.elfclass != 64 or not elf.little_endian:  # check_ident already made sure; keep pyelftools honest
-        raise LoadError("not a 64-bit little-endian ELF file")
+    if elf.elfclass != ELF_CLASSES[data[EI_CLASS]].bits or not elf.little_endian:  # check_ident made sure; keep pyelftools honest
+        raise LoadError("not a 64-bit or 32-bit little-endian ELF file")
     return elf
 
 
-def check_header(elf: ELFFile) -> int:
-    """e_type (ET_EXEC or ET_DYN) after checking the header describes an x86-64 executable."""
+def check_header(elf: ELFFile, cls: ElfClass = CLASS_64) -> int:
+    """e_type (ET_EXEC or ET_DYN) after checking the header describes an x86-64 (ELFCLASS64) or i386 (ELFCLASS32) executable."""
     e_type = enum_value(elf["e_type"], ENUM_E_TYPE)
     e_machine = enum_value(elf["e_machine"], ENUM_E_MACHINE)
     if e_type not in (ET_EXEC, ET_DYN):
         raise LoadError(f"not an executable ({ET_NAMES.get(e_type, f'e_type {e_type:#x}')})")
-    if e_machine != EM_X86_64:
+    if e_machine != cls.machine:
+        if cls.bits == 32:      # x32 (EM_X86_64) and every other 32-bit machine
+            raise LoadError(f"not a 64-bit ELF file, nor an i386 one (ELFCLASS32, e_machine {e_machine})")
         raise LoadError(f"not an x86-64 executable (e_machine {e_machine})")
     return e_type
 
@@ -290,12 +328,12 @@ def one_line(e: BaseException) -> str:
     return text[:120] if text else type(e).__name__
 
 
-def parse_phdrs(elf: ELFFile, file_size: int) -> list[Phdr]:
+def parse_phdrs(elf: ELFFile, file_size: int, cls: ElfClass = CLASS_64) -> list[Phdr]:
     """The program header table at e_phoff, checked to lie inside the file."""
     phoff, phentsize, phnum = elf["e_phoff"], elf["e_phentsize"], elf["e_phnum"]
     if phnum == 0:
         raise LoadError("no program headers")
-    if phentsize != PHDR_SIZE:
+    if phentsize != cls.phdr_size:
         raise LoadError(f"bad program header size {phentsize}")
     if phnum == PN_XNUM or phnum * phentsize > MAX_PHDRS_SIZE:
         raise LoadError("too many program headers")
@@ -305,7 +343,7 @@ def parse_phdrs(elf: ELFFile, file_size: int) -> list[Phdr]:
 
 
 def read_phdr(elf: ELFFile, offset: int, index: int) -> Phdr:
-    """The Elf64_Phdr at `offset`, decoded by pyelftools (p_paddr is ignored, as by Linux)."""
+    """The Elf64_Phdr or Elf32_Phdr at `offset`, decoded by pyelftools (p_paddr is ignored, as by Linux)."""
     try:
         seg = ElfSegment(struct_parse(elf.structs.Elf_Phdr, elf.stream, stream_pos=offset), elf.stream)
         p_type = enum_value(seg["p_type"], ENUM_P_TYPE_BASE)
@@ -340,8 +378,11 @@ def make_segment(p: Phdr, bias: int) -> Segment:
                    file_end=vaddr + p.filesz, kind=kind)
 
 
-def check_layout(placed: list[tuple[Segment, int]]) -> None:
+def check_layout(placed: list[tuple[Segment, int]], cls: ElfClass = CLASS_64) -> None:
     """Raise LoadError if a segment (paired with its program header index, sorted by start) leaves user space or shares a page with another.
+
+    User space ends at the top of the canonical lower half for x86-64, and at
+    0xc0000000 (PAGE_OFFSET, where the kernel's quarter begins) for i386.
 
     gcc -static, gcc -static-pie and musl-gcc -static (with or without
     -z separate-code / -z norelro) never put two PT_LOADs in one page, so no
@@ -350,7 +391,9 @@ def check_layout(placed: list[tuple[Segment, int]]) -> None:
     for s, n in placed:
         if s.start < MMAP_MIN_ADDR:
             raise LoadError(f"segment {n} maps below {MMAP_MIN_ADDR:#x}")
-        if s.end > USER_END:
+        if s.end > cls.user_end:
+            if cls.bits == 32:
+                raise LoadError(f"segment reaches the kernel (above {USER_END_32:#x}) in program header {n}")
             raise LoadError(f"segment {n} extends past the end of user space")
     for (a, m), (b, n) in zip(placed, placed[1:]):
         if a.end > b.start:

@@ -14,6 +14,14 @@ From `top` downward, with stack randomisation off:
                    NULL, envp pointers
                    NULL, argv pointers
     sp ->          argc
+
+For a 32-bit (i386) image the same layout is built as Linux builds it for a
+compat task (binfmt_elf.c compiled as compat_binfmt_elf.c): argc, the argv and
+envp pointers and the auxv are 4-byte words, sp is still 16-byte aligned, the
+platform string is "i686" (COMPAT_ELF_PLATFORM), and the end marker at the top
+stays 8 bytes (fs/exec.c reserves sizeof(void *) of the 64-bit kernel).  There is
+no vDSO, so AT_SYSINFO and AT_SYSINFO_EHDR are not given and glibc makes system
+calls with int 0x80.
 """
 from __future__ import annotations
 
@@ -43,7 +51,11 @@ AT_HWCAP2 = 26
 AT_EXECFN = 31
 AT_MINSIGSTKSZ = 51
 
-WORD = 8
+WORD = 8                            # bytes of an argc/argv/envp/auxv word, 64-bit
+WORD_32 = 4                         # the same for a 32-bit image
+END_MARKER = 8                      # the zero word at the top: the (64-bit) kernel's sizeof(void *), whatever the image
+PLATFORM = b"x86_64"                # AT_PLATFORM (ELF_PLATFORM: the machine's uname)
+PLATFORM_32 = b"i686"               # AT_PLATFORM of a 32-bit image (COMPAT_ELF_PLATFORM)
 STACK_ALIGN = 16
 PAGE_SIZE = 4096
 RANDOM_BYTES = 16
@@ -65,7 +77,7 @@ class Credentials:
 class InitialStack:
     """The bytes of the initial stack and where the interesting things are in it."""
     sp: int                         # the stack pointer at entry: points at argc, 16-byte aligned
-    data: bytes                     # the bytes to write at [sp, top)
+    data: bytes                     # the bytes to write at [sp, top); the table at sp has image.bits/8-byte words
     auxv: list[tuple[int, int]]     # the auxv as written, AT_NULL included
     argv_addrs: list[int]
     envp_addrs: list[int]
@@ -77,22 +89,31 @@ class InitialStack:
 
 
 def build_stack(image: Image, top: int, argv: list[bytes], envp: list[bytes], random16: bytes,
-                creds: Credentials, execfn: bytes, hwcap: int, platform: bytes = b"x86_64",
+                creds: Credentials, execfn: bytes, hwcap: int, platform: bytes | None = None,
                 clktck: int = 100, minsigstksz: int | None = None, interp_base: int = 0) -> InitialStack:
     """The stack Linux would build at `top` (page-aligned) to start `image`; LoadError('argument list too long') past Linux's limits.
 
     An empty argv becomes [b""], as Linux >= 5.18 does.  AT_MINSIGSTKSZ is
-    emitted (first, as Linux) only when minsigstksz is given.
+    emitted (first, as Linux) only when minsigstksz is given.  The platform
+    string defaults to "x86_64", or "i686" for a 32-bit image; b"" omits AT_PLATFORM.
+    A 32-bit image gets 4-byte words (see the module's docstring); its `top`
+    must lie within 4 GiB (else LoadError).
     """
+    bits = image.bits
     if top % PAGE_SIZE:
         raise ValueError(f"stack top {top:#x} is not page-aligned")
+    if bits == 32 and top > 1 << 32:
+        # A LoadError, not a ValueError: an exec that cannot place a 32-bit program's stack refuses the program.
+        raise LoadError(f"a 32-bit program's stack cannot start at {top:#x}, above 4 GiB")
     if len(random16) != RANDOM_BYTES:
         raise ValueError("random16 must be 16 bytes")
+    if platform is None:
+        platform = PLATFORM_32 if bits == 32 else PLATFORM
     argv = list(argv) or [b""]
     check_strings(argv, envp, execfn, platform)
 
     mem = StackWriter(top)
-    mem.push(bytes(WORD))                                   # end marker
+    mem.push(bytes(END_MARKER))                             # end marker
     execfn_addr = mem.push_string(execfn)
     envp_addrs = mem.push_strings(envp)
     argv_addrs = mem.push_strings(argv)
@@ -103,13 +124,19 @@ def build_stack(image: Image, top: int, argv: list[bytes], envp: list[bytes], ra
     auxv = make_auxv(image, creds, hwcap, clktck, minsigstksz, random_addr, execfn_addr, platform_addr,
                      interp_base)
     table = [len(argv), *argv_addrs, 0, *envp_addrs, 0, *(x for pair in auxv for x in pair)]
-    sp = (mem.sp - WORD * len(table)) & ~(STACK_ALIGN - 1)  # STACK_ROUND
-    mem.place(sp, struct.pack(f"<{len(table)}Q", *table))
+    word, code = (WORD_32, "I") if bits == 32 else (WORD, "Q")
+    if bits == 32 and any(x >> 32 for x in table):
+        raise ValueError("an auxv value does not fit the 4-byte words of a 32-bit stack")
+    sp = (mem.sp - word * len(table)) & ~(STACK_ALIGN - 1)  # STACK_ROUND
+    mem.place(sp, struct.pack(f"<{len(table)}{code}", *table))
     return InitialStack(sp=sp, data=mem.bytes(), auxv=auxv, argv_addrs=argv_addrs, envp_addrs=envp_addrs)
 
 
 def check_strings(argv: list[bytes], envp: list[bytes], execfn: bytes, platform: bytes) -> None:
-    """Raise LoadError if the strings could not be passed by execve: embedded NULs or more than Linux allows."""
+    """Raise LoadError if the strings could not be passed by execve: embedded NULs or more than Linux allows.
+
+    The limit counts 8-byte pointers for 32-bit images too: Linux's bprm_stack_limits uses the kernel's sizeof(void *).
+    """
     strings = [execfn, *envp, *argv]
     for s in [*strings, platform]:
         if b"\0" in s:
@@ -123,7 +150,10 @@ def check_strings(argv: list[bytes], envp: list[bytes], execfn: bytes, platform:
 
 def make_auxv(image: Image, creds: Credentials, hwcap: int, clktck: int, minsigstksz: int | None,
               random_addr: int, execfn_addr: int, platform_addr: int, interp_base: int = 0) -> list[tuple[int, int]]:
-    """The auxv pairs in the order Linux x86-64 emits them (no vDSO, so no AT_SYSINFO_EHDR), AT_NULL last."""
+    """The auxv pairs in the order Linux x86-64 emits them (no vDSO, so no AT_SYSINFO_EHDR), AT_NULL last.
+
+    A compat (i386) task gets the same entries in the same order (no vDSO: no AT_SYSINFO either).
+    """
     auxv = [(AT_MINSIGSTKSZ, minsigstksz)] if minsigstksz is not None else []
     auxv += [
         (AT_HWCAP, hwcap),

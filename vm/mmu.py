@@ -4,12 +4,17 @@ The walk follows x86-64 rules: non-canonical addresses fault (as #GP), every lev
 be present, the effective permission is the AND of W and U over the levels and the OR of
 NX, CR0.WP is set (supervisor writes honour W), and the walk sets the accessed bit at
 every level and the dirty bit on the leaf for a write.
+
+The same rules walk the other paging formats of vm.pagetable (`fmt=I386`: two levels of
+4-byte entries, no NX, no canonical check; `fmt=I386_PAE`: three levels, whose PDPTEs carry
+no permission and get no accessed bit). `walk` keeps a dedicated path for X86_64, the
+format every walk used before the others existed, and hands any other to `walk_fmt`.
 """
 
 from __future__ import annotations
 
-from vm.pagetable import (KERNEL_HALF, PTE_ACCESSED, PTE_DIRTY, PTE_FRAME, PTE_NX, PTE_PRESENT,
-                          PTE_USER, PTE_WRITABLE)
+from vm.pagetable import (PTE_ACCESSED, PTE_DIRTY, PTE_FRAME, PTE_NX, PTE_PRESENT,
+                          PTE_USER, PTE_WRITABLE, X86_64, PagingFormat, entry_words)
 from vm.ram import PhysicalMemory
 
 ACCESS_READ = 0
@@ -56,24 +61,42 @@ class PageFault(Exception):
 
 
 class Mmu:
-    """Walks page tables in a PhysicalMemory and counts the walks and the tables read."""
+    """Walks page tables in a PhysicalMemory and counts the walks and the tables read.
 
-    def __init__(self, ram: PhysicalMemory):
+    `fmt` is the format walked when a walk names none (X86_64 unless given); a walk may name
+    its own (`walk(..., fmt=I386)`), so one Mmu serves address spaces of several formats.
+    """
+
+    def __init__(self, ram: PhysicalMemory, fmt: PagingFormat = X86_64):
         self.ram = ram
         self.words = ram.words
+        self.fmt = fmt
         self.walks = 0
         self.levels_read = 0
         # Paging-structure cache: (root, 2 MiB area of the 48-bit space) -> (PT word base, W|U allowed above, NX above).
         # Upper-level entries only change when a whole tree is freed (see forget).
         self.pde_cache: dict[int, tuple[int, int, int]] = {}
+        # The same for every other format, one dict per format (keyed (root, area) as above, area by the format's
+        # leaf-table span): a frame freed as one format's root and reused as another's never meets its old entries.
+        self.format_caches: dict[PagingFormat, dict[int, tuple[int, int, int]]] = {}
+        self._format_words: dict[PagingFormat, memoryview] = {}   # RAM as each format's entries
+        if fmt is not X86_64:
+            self.walk = self._walk_default
 
-    def walk(self, root: int, vaddr: int, access: int, user: bool) -> tuple[int, int]:
-        """Translate vaddr under the PML4 in frame `root`: (leaf word index, leaf entry) or raise PageFault.
+    def _walk_default(self, root: int, vaddr: int, access: int, user: bool, fmt: PagingFormat | None = None):
+        """walk() of an Mmu whose default format is not X86_64 (bound to the instance)."""
+        return self.walk_fmt(root, vaddr, access, user, fmt or self.fmt)
+
+    def walk(self, root: int, vaddr: int, access: int, user: bool, fmt: PagingFormat | None = None) -> tuple[int, int]:
+        """Translate vaddr under the top-level table in frame `root`: (leaf word index, leaf entry) or raise PageFault.
 
         The entry handed back carries the walk's effective permission: W and U only if every
         level grants them, NX if any level sets it. A hit in the paging-structure cache skips
-        the upper three levels, as on real cores.
+        the upper levels, as on real cores. The tables are in format `fmt` (None: the Mmu's,
+        X86_64 by default); the word index is into that format's view of RAM (`entry_words`).
         """
+        if fmt is not None and fmt is not X86_64:
+            return self.walk_fmt(root, vaddr, access, user, fmt)
         self.walks += 1
         top = vaddr >> 47
         if top and top != 0x1FFFF:
@@ -122,10 +145,74 @@ class Mmu:
         self.pde_cache[key] = cached
         return cached
 
+    def walk_fmt(self, root: int, vaddr: int, access: int, user: bool, fmt: PagingFormat = X86_64) -> tuple[int, int]:
+        """walk() for any format: the same rules, with the format's levels, entry size, NX and address checks.
+
+        For X86_64 it gives what walk() gives (the tests check it), through its own cache.
+        An address the format cannot express (above 4 GiB for i386) is a ValueError: no CPU in
+        that mode produces one.
+        """
+        self.walks += 1
+        if fmt.canonical_bits:
+            if not fmt.canonical(vaddr):
+                raise self._fault(vaddr, access, user, 0, 0, noncanonical=True)
+        elif vaddr >> fmt.address_bits or vaddr < 0:
+            raise ValueError(f"{vaddr:#x} is not a {fmt.name} address")
+        cache = self.format_caches.get(fmt)
+        if cache is None:
+            cache = self.format_caches[fmt] = {}
+            self._format_words[fmt] = entry_words(self.ram, fmt)
+        words = self._format_words[fmt]
+        key = (root << fmt.area_bits) | ((vaddr >> fmt.area_shift) & fmt.area_mask)
+        cached = cache.get(key)
+        if cached is None:
+            cached = self._walk_upper_fmt(words, root, vaddr, access, user, fmt)
+            cache[key] = cached
+        base, allow, nx = cached
+        i = base | ((vaddr >> 12) & fmt.leaf_mask)
+        e = words[i]
+        self.levels_read += 1
+        if not e & PTE_PRESENT:
+            raise self._fault(vaddr, access, user, 0, fmt.levels)
+        allow &= e
+        nx |= e & fmt.nx
+        if (user and not allow & PTE_USER) or (access == ACCESS_WRITE and not allow & PTE_WRITABLE) \
+                or (access == ACCESS_FETCH and nx):
+            raise self._fault(vaddr, access, user, PF_PRESENT, fmt.levels)
+        want = _WRITE_BITS if access == ACCESS_WRITE else PTE_ACCESSED
+        if e & want != want:
+            e |= want
+            words[i] = e
+        return i, (e & _KEEP) | allow | nx
+
+    def _walk_upper_fmt(self, words, root: int, vaddr: int, access: int, user: bool,
+                        fmt: PagingFormat) -> tuple[int, int, int]:
+        """Walk every level above the leaf table, setting accessed bits: (leaf table word base, W|U allowed, NX)."""
+        base = root << fmt.table_shift
+        allow = PTE_WRITABLE | PTE_USER
+        nx = 0
+        for level in range(fmt.levels - 1):
+            i = base | ((vaddr >> fmt.shifts[level]) & fmt.masks[level])
+            e = words[i]
+            self.levels_read += 1
+            if not e & PTE_PRESENT:
+                raise self._fault(vaddr, access, user, 0, level + 1)
+            if not (level == 0 and fmt.pdpte_root):   # a PAE PDPTE: P only, no A, W, U or NX
+                if not e & PTE_ACCESSED:
+                    e |= PTE_ACCESSED
+                    words[i] = e
+                allow &= e
+                nx |= e & fmt.nx
+            base = (e & fmt.frame_mask) >> fmt.entry_shift      # the next table's first word index
+        return base, allow, nx
+
     def forget(self, root: int) -> None:
         """Drop the paging-structure cache entries of the tree at `root` (its tables are being freed)."""
         for key in [k for k in self.pde_cache if k >> 27 == root]:
             del self.pde_cache[key]
+        for fmt, cache in self.format_caches.items():
+            for key in [k for k in cache if k >> fmt.area_bits == root]:
+                del cache[key]
 
     @staticmethod
     def _fault(vaddr: int, access: int, user: bool, present: int, levels: int, noncanonical: bool = False) -> PageFault:
@@ -134,6 +221,6 @@ class Mmu:
         return PageFault(vaddr, code, access, noncanonical, levels)
 
 
-def is_kernel_address(vaddr: int) -> bool:
-    """Whether vaddr lies in the kernel half."""
-    return vaddr >= KERNEL_HALF
+def is_kernel_address(vaddr: int, fmt: PagingFormat = X86_64) -> bool:
+    """Whether vaddr lies in the kernel half (of format `fmt`: 0xc0000000 and up for i386)."""
+    return vaddr >= fmt.kernel_base
