@@ -200,6 +200,8 @@ class Kernel:
 
         Raises LoadError (leaving proc untouched) if the interpreter is missing or the arguments do not fit.
         """
+        if image.bits != 64:
+            raise LoadError("a 32-bit (i386) program: only x86-64 programs run yet")
         exe = os.path.abspath(image.path)
         old = proc.aspace
         aspace = self._new_aspace(proc.pid) if old.regions or old.users > 1 else old
