@@ -47,6 +47,7 @@ TASK_RECORD = struct.Struct("<QQQQ16s")  # pid, ppid, cr3, state, comm
 BINPRM_BUF_SIZE = 256                 # how much of a file execve reads to recognise it (#! line limit)
 MAX_INTERP_DEPTH = 4                  # nested #! interpreters, as Linux
 SYSCALL_INSN_SIZE = 2
+QUIET_SIGNALS = frozenset({2, 13})    # SIGINT, SIGPIPE: shells report no message for these deaths
 EXIT_STOPPED = 124                    # as timeout(1): a limit stopped the guest
 
 
@@ -426,8 +427,9 @@ class Kernel:
         self.terminate(proc, sig, sender)
 
     def terminate(self, proc: Process, sig: int, sender: Process | None = None) -> None:
-        """A signal's default action kills proc; pid 1's end is reported, as the shell would."""
-        if proc.pid == 1:
+        """A signal's default action kills proc; pid 1's end is reported, as a shell would (and, like a
+        shell, not for SIGPIPE, the quiet end of a writer whose reader left, nor for SIGINT)."""
+        if proc.pid == 1 and sig not in QUIET_SIGNALS:
             by = f" (sent by pid {sender.pid})" if sender is not None and sender is not proc else ""
             print(f"run-elf: pid 1 killed by {report.signal_name(sig)}{by}", file=self.config.stderr, flush=True)
         self.exit(proc, signal=sig)
