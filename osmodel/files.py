@@ -244,8 +244,9 @@ class PipeEnd(File):
 
 @dataclass
 class FdTable:
-    """A process's descriptors: fd -> (File, close-on-exec)."""
+    """A process's descriptors: fd -> (File, close-on-exec). Threads share one table (`users`)."""
     slots: dict[int, tuple[File, bool]] = field(default_factory=dict)
+    users: int = 1
 
     def get(self, fd: int) -> File:
         """The File behind fd, or EBADF."""

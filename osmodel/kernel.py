@@ -300,6 +300,9 @@ class Kernel:
             arg = arg.strip()
             new_argv = [interp] + ([arg] if arg else []) + [os.fsencode(path)] + argv[1:]
             return self.execve(proc, os.fsdecode(interp), new_argv, envp, depth + 1)
+        for thread in self.threads(proc):       # de_thread: exec leaves the caller alone in its group
+            if thread.leader is not None:
+                self.exit_thread(thread)
         try:
             image = load_image(host)
             self.exec_image(proc, image, argv, envp, path)
@@ -328,7 +331,7 @@ class Kernel:
             aspace = self._new_aspace(self.next_pid)
             parent.aspace.copy_into(aspace)
             self.cpu.flush_tlb(parent.aspace.asid, "copy-on-write")
-        child = self._new_process(parent.pid, aspace, parent.files.copy(), parent.cwd)
+        child = self._new_process(parent.tgid, aspace, parent.files.copy(), parent.cwd)
         child.pgid, child.sid = parent.pgid, parent.sid
         child.umask, child.rlimits = parent.umask, dict(parent.rlimits)
         child.exe, child.name, child.symbols = parent.exe, parent.name, parent.symbols
@@ -348,6 +351,80 @@ class Kernel:
             self.sleep(parent, child, "vfork")
         return child
 
+    def clone_thread(self, parent: Process, stack: int, tls: int) -> Process:
+        """A new thread in parent's group: the same address space, descriptor table and signal
+        actions, its own registers (RSP = stack, FS base = tls when given) and tid."""
+        if self.config.max_procs and len(self.processes) >= self.config.max_procs:
+            raise SysError(errno.EAGAIN)
+        leader = parent.leader or parent
+        parent.aspace.users += 1
+        parent.files.users += 1
+        thread = self._new_process(leader.ppid, parent.aspace, parent.files, parent.cwd)
+        thread.leader = leader
+        thread.pgid, thread.sid = leader.pgid, leader.sid
+        thread.umask, thread.rlimits = parent.umask, parent.rlimits
+        thread.exe, thread.name, thread.symbols, thread.argv = parent.exe, parent.name, parent.symbols, parent.argv
+        thread.sigactions, thread.sigmask = parent.sigactions, parent.sigmask
+        ctx = self.cpu.uc.context_save()
+        ctx.reg_write(x86.UC_X86_REG_RAX, 0)
+        ctx.reg_write(x86.UC_X86_REG_RIP, self.cpu.reg("rip") + SYSCALL_INSN_SIZE)
+        if stack:
+            ctx.reg_write(x86.UC_X86_REG_RSP, stack)
+        if tls:
+            ctx.reg_write(x86.UC_X86_REG_FS_BASE, tls)
+        thread.context = ctx
+        self._write_task_record(thread)
+        self.preempt_unbounded()
+        return thread
+
+    def threads(self, proc: Process) -> list[Process]:
+        """The other live threads of proc's thread group."""
+        leader = proc.leader or proc
+        return [t for t in self.processes.values()
+                if t is not proc and t.alive and (t is leader or t.leader is leader)]
+
+    def exit_thread(self, thread: Process) -> None:
+        """A thread ends (exit, or its group is ending): CLONE_CHILD_CLEARTID is honoured (0 written,
+        one futex waiter woken, as pthread_join expects), its shares are dropped, and it is gone
+        at once: threads are never zombies."""
+        if not thread.alive:
+            return
+        if thread.clear_child_tid:
+            try:
+                self.copyout(thread, thread.clear_child_tid, b"\0\0\0\0")
+                self.futex_wake(thread, thread.clear_child_tid, 1)
+            except (Segv, OutOfMemory):
+                pass
+        thread.state = ZOMBIE
+        thread.channel = None
+        thread.files.users -= 1
+        self.release_aspace(thread.aspace, "exit")
+        self._unmap_task_record(thread)
+        self.reaped.append(thread)
+        del self.processes[thread.pid]
+        if thread is self.current:
+            self.cpu.stop()
+
+    def futex_key(self, proc: Process, uaddr: int) -> tuple[str, int]:
+        """A futex's identity: the physical address of its word (so threads and shared mappings meet)."""
+        return ("futex", self.user_page(proc, uaddr, False))
+
+    def futex_wake(self, proc: Process, uaddr: int, count: int) -> int:
+        """Wake up to `count` processes waiting on the futex at uaddr; how many were woken."""
+        key = self.futex_key(proc, uaddr)
+        woken = 0
+        for p in self.processes.values():
+            if woken >= count:
+                break
+            if p.state == SLEEPING and p.channel == key:
+                p.state = RUNNABLE
+                p.channel = None
+                p.futex_woken = True
+                woken += 1
+        if woken:
+            self.preempt_unbounded()
+        return woken
+
     def end_vfork(self, child: Process) -> None:
         """The vfork child execs or exits: its parent may run again."""
         if child.vfork_parent is not None:
@@ -355,8 +432,17 @@ class Kernel:
             self.wakeup(child)
 
     def exit(self, proc: Process, code: int | None = None, signal: int | None = None) -> None:
-        """End a process: release its memory and descriptors, hand its children to init, leave a zombie."""
+        """End a process (its whole thread group): release its memory and descriptors, hand its
+        children to init, leave a zombie (the group leader's record) for the parent."""
         if not proc.alive:
+            return
+        for thread in self.threads(proc):
+            if thread.leader is not None:
+                self.exit_thread(thread)
+        if proc.leader is not None:                 # a thread ended the group: the leader carries the status
+            leader = proc.leader
+            self.exit_thread(proc)
+            self.exit(leader, code, signal)
             return
         proc.exit_code = code
         proc.killed_by = signal
@@ -364,11 +450,13 @@ class Kernel:
         proc.channel = None
         proc.peak_resident = max(proc.peak_resident, proc.aspace.peak_resident)
         proc.table_pages = proc.aspace.pagetable.table_pages
-        proc.files.close_all()
+        proc.files.users -= 1
+        if not proc.files.users:
+            proc.files.close_all()
         self.release_aspace(proc.aspace, "exit")
         self.end_vfork(proc)
         for child in self.processes.values():
-            if child.ppid == proc.pid:
+            if child.ppid == proc.pid and child.leader is None:
                 child.ppid = 1
         self._write_task_record(proc)
         parent = self.processes.get(proc.ppid)
@@ -442,8 +530,8 @@ class Kernel:
         self.exit(proc, signal=signal)
 
     def children(self, proc: Process) -> list[Process]:
-        """proc's children, in pid order."""
-        return [p for p in self.processes.values() if p.ppid == proc.pid]
+        """proc's children (processes, not threads), in pid order."""
+        return [p for p in self.processes.values() if p.ppid == proc.tgid and p.leader is None]
 
     # -- scheduling ------------------------------------------------------------------------------
 

@@ -59,8 +59,15 @@ class Process:
     siginfo: dict[int, bytes] = field(default_factory=dict)      # the siginfo of each pending signal
     signal_contexts: list = field(default_factory=list)          # (frame, CPU context) per running handler
     saved_sigmask: int | None = None      # the mask to restore after rt_sigsuspend's temporary one
+    leader: Process | None = None         # the thread-group leader, for a thread (None: it leads)
+    futex_woken: bool = False             # a FUTEX_WAKE picked it: its FUTEX_WAIT returns 0 when it runs
     wake_at: float = 0.0                  # time.monotonic() at which a nanosleep ends (0: not sleeping)
     interrupted_call: str = ""            # the system call it sleeps in, if a signal may interrupt it
+
+    @property
+    def tgid(self) -> int:
+        """The thread-group id: getpid()'s answer (the leader's pid)."""
+        return self.leader.pid if self.leader is not None else self.pid
 
     @property
     def alive(self) -> bool:

@@ -34,7 +34,11 @@ GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE = 1, 2, 4
 
 @syscall("exit", "d")
 def sys_exit(k: Kernel, p: Process, code: int) -> int:
-    k.exit(p, code=code & 0xFF)
+    """The calling thread ends; the last one (or the leader) ends the process."""
+    if p.leader is not None:
+        k.exit_thread(p)
+    else:
+        k.exit(p, code=code & 0xFF)
     return 0
 
 
@@ -186,7 +190,7 @@ def sys_uname(k: Kernel, p: Process, buf: int) -> int:
 
 @syscall("getpid")
 def sys_getpid(k: Kernel, p: Process) -> int:
-    return p.pid
+    return p.tgid
 
 
 @syscall("gettid")
@@ -196,7 +200,7 @@ def sys_gettid(k: Kernel, p: Process) -> int:
 
 @syscall("getppid")
 def sys_getppid(k: Kernel, p: Process) -> int:
-    return p.ppid
+    return (p.leader or p).ppid
 
 
 @syscall("getuid")
@@ -242,9 +246,15 @@ MAX_ARGS = 1 << 17
 
 def fork_child(k: Kernel, p: Process, flags: int, stack: int, ptid: int, ctid: int, tls: int) -> int:
     """fork/vfork/clone: create the child; the parent gets its pid."""
-    if flags & CLONE_THREAD or (flags & CLONE_VM and not flags & CLONE_VFORK):
-        raise SysError(errno.EINVAL)          # threads are not supported
-    child = k.fork(p, flags, stack, tls if flags & CLONE_SETTLS else 0, share_vm=bool(flags & CLONE_VM))
+    tls = tls if flags & CLONE_SETTLS else 0
+    if flags & CLONE_THREAD:
+        if flags & (CLONE_VM | CLONE_SIGHAND) != CLONE_VM | CLONE_SIGHAND or flags & CLONE_VFORK:
+            raise SysError(errno.EINVAL)
+        child = k.clone_thread(p, stack, tls)
+    elif flags & CLONE_VM and not flags & CLONE_VFORK:
+        raise SysError(errno.EINVAL)          # a separate process on shared memory: not supported
+    else:
+        child = k.fork(p, flags, stack, tls, share_vm=bool(flags & CLONE_VM))
     if flags & CLONE_PARENT_SETTID:
         k.copyout(p, ptid, struct.pack("<i", child.pid))
     if flags & CLONE_CHILD_SETTID:
@@ -542,25 +552,42 @@ FUTEX_CMD_MASK = 0x7F      # without FUTEX_PRIVATE_FLAG (128) and FUTEX_CLOCK_RE
 
 @syscall("futex", "pxdppd")
 def sys_futex(k: Kernel, p: Process, uaddr: int, op: int, val: int, timeout: int, uaddr2: int, val3: int) -> int:
-    """Futexes of single-threaded processes: a wait whose word still holds `val` could only be ended by
-    another thread, so it times out (or, without a timeout, is a deadlock: EDEADLK); wakes find no waiter."""
+    """Futex wait and wake between threads (and processes sharing memory), keyed by the word's physical
+    address. A wait whose word still holds `val` sleeps until a wake picks it (0), its timeout passes
+    (ETIMEDOUT) or a signal interrupts it (EINTR)."""
     cmd = op & FUTEX_CMD_MASK
     if uaddr % 4:
         raise SysError(errno.EINVAL)
     if cmd in (FUTEX_WAIT, FUTEX_WAIT_BITSET):
+        if p.futex_woken:
+            p.futex_woken = False
+            p.wake_at = 0.0
+            return 0
+        now = time.monotonic()
+        if p.wake_at and now >= p.wake_at:
+            p.wake_at = 0.0
+            raise SysError(errno.ETIMEDOUT)
         current = struct.unpack("<I", k.copyin(p, uaddr, 4))[0]
         if current != val & 0xFFFF_FFFF:
+            p.wake_at = 0.0
             raise SysError(errno.EAGAIN)
-        if timeout:
+        if timeout and not p.wake_at:
             sec, nsec = struct.unpack("<qq", k.copyin(p, timeout, 16))
             delay = sec + nsec / 1e9
             if cmd == FUTEX_WAIT_BITSET or op & 256:      # absolute timeout
                 delay -= time.clock_gettime(time.CLOCK_REALTIME if op & 256 else time.CLOCK_MONOTONIC)
-            if delay > 0:
-                k.host_sleep(delay)
-            raise SysError(errno.ETIMEDOUT)
-        raise SysError(errno.EDEADLK)
-    if cmd in (FUTEX_WAKE, FUTEX_WAKE_BITSET, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP):
-        k.copyin(p, uaddr, 4)
-        return 0
+            if delay <= 0:
+                raise SysError(errno.ETIMEDOUT)
+            p.wake_at = now + delay
+        raise Block(k.futex_key(p, uaddr))
+    if cmd in (FUTEX_WAKE, FUTEX_WAKE_BITSET):
+        return k.futex_wake(p, uaddr, val & 0x7FFF_FFFF)
+    if cmd in (FUTEX_REQUEUE, FUTEX_CMP_REQUEUE):
+        if cmd == FUTEX_CMP_REQUEUE and struct.unpack("<I", k.copyin(p, uaddr, 4))[0] != val3 & 0xFFFF_FFFF:
+            raise SysError(errno.EAGAIN)
+        # Waking the ones that would be requeued as well is allowed: waiters re-check their condition.
+        return k.futex_wake(p, uaddr, 0x7FFF_FFFF)
+    if cmd == FUTEX_WAKE_OP:
+        woken = k.futex_wake(p, uaddr, val & 0x7FFF_FFFF)
+        return woken + k.futex_wake(p, uaddr2, timeout & 0x7FFF_FFFF)
     raise SysError(errno.ENOSYS)
