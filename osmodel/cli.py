@@ -13,6 +13,8 @@ import click
 from loader.elf import LoadError
 from osmodel.kernel import Config, InternalError, Kernel
 
+MIN_PHYS_MEM = 1 << 20       # room for the kernel's tables and a small program
+MAX_PHYS_MEM = 64 << 30      # frame bookkeeping is host memory too: 64 GiB needs ~150 MiB of it
 EXIT_INTERNAL = 70      # EX_SOFTWARE: run-elf itself failed
 EXIT_CANNOT_EXEC = 126  # as a shell, for a file it cannot execute
 EXIT_NOT_FOUND = 127    # as a shell, for a command it cannot find
@@ -186,6 +188,9 @@ def run(program, args, phys_mem, stack_limit, seed, strace, env_set, unset, igno
     if tlb_entries % tlb_ways:
         raise click.BadParameter(f"{tlb_entries} entries cannot be split into {tlb_ways} ways",
                                  param_hint="--tlb-entries")
+    if phys_mem % 4096 or not MIN_PHYS_MEM <= phys_mem <= MAX_PHYS_MEM:
+        raise click.BadParameter(f"{phys_mem} bytes: physical memory must be a multiple of 4 KiB from 1M to 64G",
+                                 param_hint="--phys-mem")
     if fault_around & (fault_around - 1):
         raise click.BadParameter(f"{fault_around} is not a power of two (the window is aligned)",
                                  param_hint="--fault-around")
