@@ -1,10 +1,12 @@
-"""The kernel: boots the machine, creates processes, takes their traps, and runs them.
+"""The kernel: boots the machine, creates processes and threads, takes their traps, and runs them.
 
 Boot maps the kernel half once (a `sysretq` entry page where Linux keeps its text, and
 task records in a direct map of kernel frames), shared by every address space through
 the same PDPT pages under each PML4, with supervisor-only global entries. Processes run
 at CPL 3; their page faults come to `page_fault` from the CPU's TLB fill, their system
 calls to `osmodel.syscall.dispatch`, and anything fatal ends in `kill` with a report.
+`run` is the scheduler: round robin over runnable processes, a context switch per change,
+signals delivered on the way back to user mode (osmodel.sigframe), timers and sleepers.
 """
 
 from __future__ import annotations

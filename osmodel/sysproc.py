@@ -396,7 +396,7 @@ SIGACTION = 32      # struct kernel_sigaction: handler, flags, restorer, mask
 
 @syscall("rt_sigaction", "dppu")
 def sys_rt_sigaction(k: Kernel, p: Process, sig: int, act: int, oldact: int, size: int) -> int:
-    """Record the action (delivery to handlers is not implemented; the action still decides ignore/default)."""
+    """Install or read a signal action (delivered by osmodel.sigframe; SIGKILL and SIGSTOP cannot be changed)."""
     sig = signed32(sig)
     if not 1 <= sig <= 64 or size != SIGSET_SIZE or (act and sig in (SIGKILL, SIGSTOP)):
         raise SysError(errno.EINVAL)
