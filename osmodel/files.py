@@ -121,6 +121,7 @@ class HostFile(File):
         self.hostfd = hostfd
         self.host_path = host_path or path     # `path` is what the guest called it
         self._key: tuple[int, int] | None = None
+        self.proc_listed = False               # /proc's guest pids were listed (getdents64)
 
     def key(self) -> tuple[int, int]:
         """The file's identity (device, inode), as the page cache knows it."""

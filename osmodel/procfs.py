@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import struct
 from typing import TYPE_CHECKING
 
 from osmodel.files import HostFile, SysError
@@ -74,6 +75,33 @@ def lookup(k: Kernel, p: Process, path: str) -> ProcEntry | None:
     if name in GENERATED:
         return ProcEntry(content=generate(k, proc, name))
     raise SysError(errno.EACCES if name in HIDDEN else errno.ENOENT)
+
+
+DIRENT = struct.Struct("<QqHB")        # struct linux_dirent64 without its name
+DT_DIR = 4
+
+
+def list_proc(k: Kernel, f: HostFile, records: bytes, size: int) -> bytes:
+    """Listing /proc: the host's entries without its numbered ones (host processes), then, once the
+    host has no more, one directory per guest process, so that ps-like readers see the guest's pids."""
+    out = bytearray()
+    pos = 0
+    while pos < len(records):
+        _ino, _off, reclen, _type = DIRENT.unpack_from(records, pos)
+        name = records[pos + DIRENT.size:pos + reclen].split(b"\0", 1)[0]
+        if not name.isdigit():
+            out += records[pos:pos + reclen]
+        pos += reclen
+    if not records and not f.proc_listed:
+        f.proc_listed = True
+        for pid in sorted(k.processes):
+            name = str(pid).encode()
+            reclen = (DIRENT.size + len(name) + 1 + 7) & ~7
+            rec = DIRENT.pack(0x1000_0000 + pid, 0x7FFF_0000 + pid, reclen, DT_DIR) + name
+            if len(out) + reclen > size:
+                break
+            out += rec.ljust(reclen, b"\0")
+    return bytes(out)
 
 
 def _fd_dir() -> ProcEntry:

@@ -420,8 +420,11 @@ def sys_getdents64(k: Kernel, p: Process, fd: int, dirp: int, count: int) -> int
     n = _LIBC.syscall(SYS_GETDENTS64, file.hostfd, buf, size)
     if n < 0:
         raise SysError(ctypes.get_errno() or errno.EIO)
-    k.copyout(p, dirp, buf.raw[:n])
-    return n
+    data = buf.raw[:n]
+    if file.host_path == "/proc" and k.fs.root is None:
+        data = procfs.list_proc(k, file, data, size)
+    k.copyout(p, dirp, data)
+    return len(data)
 
 
 POLLFD = struct.Struct("<ihh")
