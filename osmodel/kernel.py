@@ -324,8 +324,7 @@ class Kernel:
         A fork copies the page tables, not the pages: private writable pages become read-only
         in both, and their frames gain a reference; the first write to one is a COW fault.
         """
-        if self.config.max_procs and len(self.processes) >= self.config.max_procs:   # zombies count, as on Linux
-            raise SysError(errno.EAGAIN)       # as RLIMIT_NPROC
+        self._check_process_limit()
         if share_vm:
             aspace = parent.aspace
             aspace.users += 1
@@ -338,14 +337,7 @@ class Kernel:
         child.umask, child.rlimits = parent.umask, dict(parent.rlimits)
         child.exe, child.name, child.symbols = parent.exe, parent.name, parent.symbols
         child.sigactions, child.sigmask = dict(parent.sigactions), parent.sigmask
-        ctx = self.cpu.uc.context_save()
-        ctx.reg_write(x86.UC_X86_REG_RAX, 0)
-        ctx.reg_write(x86.UC_X86_REG_RIP, self.cpu.reg("rip") + SYSCALL_INSN_SIZE)
-        if stack:
-            ctx.reg_write(x86.UC_X86_REG_RSP, stack)
-        if tls:
-            ctx.reg_write(x86.UC_X86_REG_FS_BASE, tls)
-        child.context = ctx
+        child.context = self._child_context(stack, tls)
         self._write_task_record(child)
         self.preempt_unbounded()
         if share_vm:
@@ -353,11 +345,27 @@ class Kernel:
             self.sleep(parent, child, "vfork")
         return child
 
+    def _check_process_limit(self) -> None:
+        """EAGAIN, as RLIMIT_NPROC, when --max-procs tasks exist (threads and zombies count, as on Linux)."""
+        if self.config.max_procs and len(self.processes) >= self.config.max_procs:
+            raise SysError(errno.EAGAIN)
+
+    def _child_context(self, stack: int, tls: int):
+        """The registers of a new child or thread: the caller's, returning 0 from the system call,
+        on `stack` and with FS base `tls` when they are given."""
+        ctx = self.cpu.uc.context_save()
+        ctx.reg_write(x86.UC_X86_REG_RAX, 0)
+        ctx.reg_write(x86.UC_X86_REG_RIP, self.cpu.reg("rip") + SYSCALL_INSN_SIZE)
+        if stack:
+            ctx.reg_write(x86.UC_X86_REG_RSP, stack)
+        if tls:
+            ctx.reg_write(x86.UC_X86_REG_FS_BASE, tls)
+        return ctx
+
     def clone_thread(self, parent: Process, stack: int, tls: int) -> Process:
         """A new thread in parent's group: the same address space, descriptor table and signal
         actions, its own registers (RSP = stack, FS base = tls when given) and tid."""
-        if self.config.max_procs and len(self.processes) >= self.config.max_procs:
-            raise SysError(errno.EAGAIN)
+        self._check_process_limit()
         leader = parent.leader or parent
         parent.aspace.users += 1
         parent.files.users += 1
@@ -367,14 +375,7 @@ class Kernel:
         thread.umask, thread.rlimits = parent.umask, parent.rlimits
         thread.exe, thread.name, thread.symbols, thread.argv = parent.exe, parent.name, parent.symbols, parent.argv
         thread.sigactions, thread.sigmask = parent.sigactions, parent.sigmask
-        ctx = self.cpu.uc.context_save()
-        ctx.reg_write(x86.UC_X86_REG_RAX, 0)
-        ctx.reg_write(x86.UC_X86_REG_RIP, self.cpu.reg("rip") + SYSCALL_INSN_SIZE)
-        if stack:
-            ctx.reg_write(x86.UC_X86_REG_RSP, stack)
-        if tls:
-            ctx.reg_write(x86.UC_X86_REG_FS_BASE, tls)
-        thread.context = ctx
+        thread.context = self._child_context(stack, tls)
         self._write_task_record(thread)
         self.preempt_unbounded()
         return thread

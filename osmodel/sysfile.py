@@ -404,8 +404,8 @@ def sys_fchdir(k: Kernel, p: Process, fd: int) -> int:
 
 
 SYS_GETDENTS64 = 217
-_LIBC = ctypes.CDLL(None, use_errno=True)
-_LIBC.syscall.restype = ctypes.c_long
+LIBC = ctypes.CDLL(None, use_errno=True)     # the host C library, for calls Python's os module lacks
+LIBC.syscall.restype = ctypes.c_long
 
 
 @syscall("getdents64", "dpu")
@@ -417,7 +417,7 @@ def sys_getdents64(k: Kernel, p: Process, fd: int, dirp: int, count: int) -> int
         raise SysError(errno.ENOTDIR)
     size = min(count, MAX_IO)
     buf = ctypes.create_string_buffer(size)
-    n = _LIBC.syscall(SYS_GETDENTS64, file.hostfd, buf, size)
+    n = LIBC.syscall(SYS_GETDENTS64, file.hostfd, buf, size)
     if n < 0:
         raise SysError(ctypes.get_errno() or errno.EIO)
     data = buf.raw[:n]

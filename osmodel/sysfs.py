@@ -22,14 +22,13 @@ from typing import TYPE_CHECKING
 
 from osmodel.files import File, HostFile, PipeEnd, SysError, host_umask_zero
 from osmodel.syscall import AT_FDCWD, signed, signed32, syscall
-from osmodel.sysfile import AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, MAX_IO, namei, open_file, write_file
+from osmodel.sysfile import LIBC, AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, MAX_IO, namei, open_file, write_file
 from vm.ram import PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
     from osmodel.kernel import Kernel
     from osmodel.process import Process
 
-LIBC = ctypes.CDLL(None, use_errno=True)
 AT_EACCESS = 0x200
 AT_REMOVEDIR = 0x200
 AT_SYMLINK_FOLLOW = 0x400
