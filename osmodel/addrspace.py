@@ -11,8 +11,8 @@ import bisect
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
-from vm.pagetable import (PTE_DIRTY, PTE_FRAME, PTE_NX, PTE_PRESENT, PTE_USER, PTE_WRITABLE, PageTable,
-                          USER_TOP)
+from vm.pagetable import (PTE_DIRTY, PTE_FRAME, PTE_NX, PTE_PRESENT, PTE_USER, PTE_WRITABLE, X86_64, PageTable,
+                          PagingFormat)
 from vm.ram import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 
 if TYPE_CHECKING:
@@ -24,6 +24,9 @@ STACK_TOP = 0x7FFF_FFFF_F000          # Linux's STACK_TOP for 47-bit user space,
 STACK_INITIAL = 128 * 1024            # the stack area set up at exec (Linux expands to 128 KiB)
 STACK_GUARD_GAP = 256 * PAGE_SIZE     # Linux's stack_guard_gap: nothing may sit this close below the stack
 MMAP_BASE = 0x7FFF_F7FF_F000          # top of the mmap area (below the stack and its limit), unrandomised
+MMAP_GAP = 128 << 20                  # Linux's minimum gap between the stack top and the mmap base
+STACK_TOP_32 = 0xC000_0000            # i386: the stack ends at PAGE_OFFSET, where the kernel's quarter begins
+MMAP_BASE_32 = STACK_TOP_32 - MMAP_GAP
 MMAP_MIN_ADDR = 0x10000               # Linux's vm.mmap_min_addr
 
 
@@ -100,9 +103,12 @@ class Region:
 class AddressSpace:
     """Regions sorted by address, the page table, and the heap/stack/mmap bookkeeping of one process."""
 
-    def __init__(self, ram: PhysicalMemory, kernel_root: int, asid: int, cache: PageCache | None = None):
+    def __init__(self, ram: PhysicalMemory, kernel_root: int, asid: int, cache: PageCache | None = None,
+                 fmt: PagingFormat = X86_64):
         self.ram = ram
-        self.pagetable = PageTable(ram, kernel_root=kernel_root)
+        self.fmt = fmt                 # the paging format: X86_64, or I386/I386_PAE for a 32-bit program
+        self.pagetable = PageTable(ram, kernel_root=kernel_root, fmt=fmt)
+        self.user_top = fmt.user_top   # user space is [0, user_top); the kernel's part lies above
         self.asid = asid
         self.cache = cache             # the page cache whose frames this space may map
         self.regions: list[Region] = []
@@ -110,8 +116,8 @@ class AddressSpace:
         self.brk_start = 0
         self.brk = 0
         self.stack_limit = 8 << 20
-        self.stack_top = STACK_TOP
-        self.mmap_base = MMAP_BASE
+        self.stack_top = STACK_TOP if fmt is X86_64 else STACK_TOP_32
+        self.mmap_base = MMAP_BASE if fmt is X86_64 else MMAP_BASE_32
         self.resident = 0
         self.peak_resident = 0
         self.users = 1                 # processes running in it (a vfork child shares its parent's)
@@ -180,7 +186,7 @@ class AddressSpace:
         """A free, page-aligned range of `length` bytes: at hint if it fits, else top-down below mmap_base; 0 if none."""
         if hint:
             hint = page_down(hint)
-            if MMAP_MIN_ADDR <= hint and hint + length <= USER_TOP and self.is_free(hint, hint + length):
+            if MMAP_MIN_ADDR <= hint and hint + length <= self.user_top and self.is_free(hint, hint + length):
                 return hint
         top = self.mmap_base
         for r in reversed(self.regions):
@@ -237,13 +243,14 @@ class AddressSpace:
         """
         changed = []
         words = self.pagetable.words
+        nx = self.fmt.nx              # 0 for i386 without PAE: a page readable there is executable
         for vaddr, slot, pte in self.pagetable.leaves(start, end):
             new = pte
             if not region.prot & PROT_WRITE:
                 new &= ~PTE_WRITABLE
             elif region.shared:
                 new |= PTE_WRITABLE
-            new = (new | PTE_NX) if not region.prot & PROT_EXEC else (new & ~PTE_NX)
+            new = (new | nx) if not region.prot & PROT_EXEC else (new & ~PTE_NX)
             if new != pte:
                 words[slot] = new
                 changed.append(vaddr)
@@ -277,7 +284,7 @@ class AddressSpace:
 
     def release(self) -> None:
         """Unmap everything in the user half and free the page tables (the address space dies)."""
-        self.unmap_pages(0, USER_TOP)
+        self.unmap_pages(0, self.user_top)
         self.pagetable.free_user_tables()
         self.regions.clear()
         self._starts.clear()

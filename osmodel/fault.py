@@ -73,7 +73,7 @@ class FaultHandler:
         vaddr = fault.vaddr
         if fault.noncanonical:
             raise Segv("non-canonical address", SEGV_MAPERR)
-        if vaddr >= KERNEL_HALF:
+        if vaddr >= aspace.user_top:
             raise Segv("kernel", SEGV_ACCERR if fault.error_code & PF_PRESENT else SEGV_MAPERR)
         region = aspace.find(vaddr)
         grew = False
@@ -198,7 +198,7 @@ class FaultHandler:
                 self.cache.remove_mapping(old, aspace, page)
             self.ram.put(old)
             outcome = COW_COPY
-        pt.words[slot] = (pfn << PAGE_SHIFT) | region.pte_flags() | (pte & 0x60)  # keep A/D
+        pt.words[slot] = ((pfn << PAGE_SHIFT) | region.pte_flags() | (pte & 0x60)) & pt.fmt.entry_mask  # keep A/D; no NX bit in i386 entries
         self.invalidate(aspace, page, "copy-on-write")
         return Resolution(outcome, region, pfn)
 

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, TextIO
 
-from loader.elf import DEFAULT_PIE_BASE, Image, LoadError, load_image
+from loader.elf import DEFAULT_PIE_BASE, DEFAULT_PIE_BASE_32, Image, LoadError, load_image
 from loader.stack import Credentials, build_stack
 from loader.symbols import Symbols
 from osmodel import report
@@ -35,15 +35,20 @@ from osmodel.pagecache import FileBacking, PageCache
 from osmodel.sigframe import SI_KERNEL, deliver, siginfo
 from osmodel.vfs import FileSystem
 from osmodel.signals import IGNORED_BY_DEFAULT, SIGCHLD, SIGKILL, SIGSEGV, signal_for_interrupt
-from vm.cpu import SYSRETQ, Cpu, Trap
+from vm import gdt
+from vm.cpu import SYSRETL, SYSRETL_OFFSET, SYSRETQ, Cpu, Trap
 from vm.mmu import ACCESS_READ, ACCESS_WRITE, PF_PRESENT, PF_WRITE, PageFault
-from vm.pagetable import PTE_FRAME, PTE_GLOBAL, PTE_NX, PTE_PRESENT, PTE_WRITABLE, PageTable
+from vm.pagetable import (I386, I386_PAE, PTE_FRAME, PTE_GLOBAL, PTE_NX, PTE_PRESENT, PTE_WRITABLE, X86_64, PageTable,
+                          PagingFormat)
 from vm.ram import PAGE_SHIFT, PAGE_SIZE, Owner, OutOfMemory, PhysicalMemory
 from vm.tlb import Tlb
 from unicorn import x86_const as x86
 
 KERNEL_TEXT = 0xFFFF_FFFF_8100_0000   # where Linux keeps kernel text; our syscall-return page
 DIRECT_MAP = 0xFFFF_8880_0000_0000    # kernel frames (task records) mapped at DIRECT_MAP + paddr
+PAGE_OFFSET_32 = 0xC000_0000          # i386: low memory is mapped at PAGE_OFFSET + paddr (the 3G/1G split)
+LOWMEM_32 = 896 << 20                 # i386: how much RAM the kernel's quarter maps (the rest is highmem)
+PAGING_32 = {"2level": I386, "pae": I386_PAE}   # --paging: the format of a 32-bit program's tables
 HWCAP = 0x178BFBFF                    # CPUID.1:EDX of the emulated core, as Linux reports it
 TASK_RECORD = struct.Struct("<QQQQ16s")  # pid, ppid, cr3, state, comm
 BINPRM_BUF_SIZE = 256                 # how much of a file execve reads to recognise it (#! line limit)
@@ -70,6 +75,7 @@ class Config:
     max_insns: int = 0                    # stop the guest after this many instructions (0: never)
     timeout: float = 0.0                  # stop the guest after this many seconds of wall time (0: never)
     quantum: int = 1_000_000              # instructions a process runs before another runnable one gets the CPU
+    paging: str = "2level"                # 32-bit programs' page tables: i386 two-level, or "pae" (with NX)
     strace: TextIO | None = None
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
 
@@ -89,9 +95,12 @@ class Kernel:
         self.cpu = Cpu(self.ram, self.tlb)
         self.cpu.faults = self
         self.cpu.on_syscall = self.syscall
+        self.cpu.on_int80 = self.int80
         self.cache = PageCache(self.ram)
         self.faults = FaultHandler(self.ram, self.invalidate, self.cache, cfg.fault_around)
         self.kernel_pt = PageTable(self.ram)
+        self.kernel_tables: dict[PagingFormat, PageTable] = {X86_64: self.kernel_pt}   # the kernel part, per format
+        self.syscall_rip = 0        # the system-call instruction being handled (a new child returns after it)
         self.fs = FileSystem(cfg.root, cfg.read_only)
         self.processes: dict[int, Process] = {}
         self.current: Process | None = None
@@ -113,14 +122,42 @@ class Kernel:
     # -- boot ---------------------------------------------------------------------------------
 
     def _map_kernel_half(self) -> None:
-        """Map the kernel text page and make the PML4 slots of the kernel half exist for sharing."""
-        text = self.ram.alloc(Owner.KERNEL)
+        """Map the kernel text page and make the PML4 slots of the kernel half exist for sharing; load the GDT."""
+        text = self.text_pfn = self.ram.alloc(Owner.KERNEL)
         self.ram.write(text << PAGE_SHIFT, SYSRETQ)
+        self.ram.write((text << PAGE_SHIFT) + SYSRETL_OFFSET, SYSRETL)
         self.kernel_pt.map(KERNEL_TEXT, text, PTE_PRESENT | PTE_GLOBAL)
+        self.gdt_pfn = self.ram.alloc(Owner.KERNEL)
+        self.ram.write(self.gdt_pfn << PAGE_SHIFT, gdt.boot_gdt())
+        self.cpu.load_gdt(self.gdt_pfn)
         # The direct map's tables exist from boot for all of RAM (as Linux builds it at boot), so that
         # mapping a task record never allocates a kernel page-table page that outlives its process.
         for pfn in range(0, self.ram.nframes, 512):
             self.kernel_pt.slot(DIRECT_MAP + (pfn << PAGE_SHIFT), alloc=True)
+
+    def kernel_table(self, fmt: PagingFormat) -> PageTable:
+        """The kernel's part of every address space of paging format `fmt`, shared by all of them. For the
+        32-bit formats it is built on first use, as Linux i386 maps it: all low memory (up to 896 MiB)
+        at PAGE_OFFSET + physical address, supervisor-only and global; the entry page is in it."""
+        pt = self.kernel_tables.get(fmt)
+        if pt is None:
+            pt = PageTable(self.ram, fmt=fmt)
+            lowmem = min(self.ram.nframes, LOWMEM_32 >> PAGE_SHIFT)
+            pt.map_range(PAGE_OFFSET_32, 0, lowmem, PTE_PRESENT | PTE_WRITABLE | PTE_GLOBAL | PTE_NX)
+            if self.text_pfn >= lowmem:
+                raise InternalError("the kernel entry page is not in low memory")
+            pt.map(PAGE_OFFSET_32 + (self.text_pfn << PAGE_SHIFT), self.text_pfn, PTE_PRESENT | PTE_GLOBAL)
+            self.kernel_tables[fmt] = pt
+        return pt
+
+    def entry_page(self, fmt: PagingFormat) -> int:
+        """Where the kernel's entry page (sysretq/sysretl) is in an address space of format fmt."""
+        return KERNEL_TEXT if fmt is X86_64 else PAGE_OFFSET_32 + (self.text_pfn << PAGE_SHIFT)
+
+    def load_tls(self, proc: Process) -> None:
+        """Put a 32-bit process's set_thread_area descriptors in the GDT's TLS entries (Linux's load_TLS)."""
+        base = (self.gdt_pfn << PAGE_SHIFT) + gdt.GDT_ENTRY_TLS_MIN * 8
+        self.ram.write(base, struct.pack("<3Q", *proc.tls))
 
     def _map_task_record(self, proc: Process) -> None:
         """Give the process a task record: a kernel frame, mapped supervisor-only in the direct map."""
@@ -167,9 +204,8 @@ class Kernel:
             self._discard(proc)
             raise
         self.current = proc
-        self.cpu.switch_to(proc.aspace.pagetable.root, proc.aspace.asid)
-        self.cpu.enter_user(KERNEL_TEXT, proc.resume_rip, self.cpu.reg("rsp"))
-        proc.resume_rip = None
+        self.cpu.switch_to(proc.aspace.pagetable.root, proc.aspace.asid, proc.aspace.fmt)
+        self.load_tls(proc)
         return proc
 
     def _discard(self, proc: Process) -> None:
@@ -190,9 +226,9 @@ class Kernel:
         self._map_task_record(proc)
         return proc
 
-    def _new_aspace(self, pid: int) -> AddressSpace:
-        """An empty address space sharing the kernel half, tagged with the pid as its address-space id."""
-        aspace = AddressSpace(self.ram, self.kernel_pt.root, asid=pid & 0xFFF, cache=self.cache)
+    def _new_aspace(self, pid: int, fmt: PagingFormat = X86_64) -> AddressSpace:
+        """An empty address space of paging format fmt sharing the kernel's part, tagged with the pid as its address-space id."""
+        aspace = AddressSpace(self.ram, self.kernel_table(fmt).root, asid=pid & 0xFFF, cache=self.cache, fmt=fmt)
         aspace.stack_limit = self.config.stack_limit
         self.cpu.flush_tlb(aspace.asid, "new address space")   # the asid may have been used before
         return aspace
@@ -203,11 +239,10 @@ class Kernel:
 
         Raises LoadError (leaving proc untouched) if the interpreter is missing or the arguments do not fit.
         """
-        if image.bits != 64:
-            raise LoadError("a 32-bit (i386) program: only x86-64 programs run yet")
         exe = os.path.abspath(image.path)
         old = proc.aspace
-        aspace = self._new_aspace(proc.pid) if old.regions or old.users > 1 else old
+        fmt = X86_64 if image.bits == 64 else PAGING_32[self.config.paging]
+        aspace = self._new_aspace(proc.pid, fmt) if old.regions or old.users > 1 or old.fmt is not fmt else old
         if self.config.aslr:
             image = self._randomise(aspace, image, proc)
         interp = self._load_interpreter(image, aspace.mmap_base) if image.interp else None
@@ -236,19 +271,22 @@ class Kernel:
         proc.symbols = Symbols(image.path, image.load_bias)
         self._write_task_record(proc)
         self.copyout(proc, stack.sp, stack.data)
-        self.cpu.reset_user_state(stack.sp)
-        proc.resume_rip = interp.entry if interp is not None else image.entry
+        entry = interp.entry if interp is not None else image.entry
+        proc.resume_rip = self.cpu.enter_user(self.entry_page(fmt), entry, stack.sp, image.bits)
+        proc.tls = [0] * gdt.GDT_ENTRY_TLS_ENTRIES
         if proc is self.current:
-            self.cpu.switch_to(aspace.pagetable.root, aspace.asid)
+            self.cpu.switch_to(aspace.pagetable.root, aspace.asid, fmt)
+            self.load_tls(proc)
 
     def _randomise(self, aspace: AddressSpace, image: Image, proc: Process) -> Image:
         """--aslr: offsets for the stack top, the mmap base and a PIE's base, drawn from the seed
         (as Linux's 22, 28 and 28 bits of page-granular entropy on x86-64)."""
         rng = random.Random(f"aslr:{self.config.seed}:{proc.pid}:{proc.exec_count}")
-        aspace.stack_top = STACK_TOP - (rng.getrandbits(22) << PAGE_SHIFT)
-        aspace.mmap_base = aspace.stack_top - aspace.stack_limit - (256 << 20) - (rng.getrandbits(28) << PAGE_SHIFT)
+        stack_bits, mmap_bits, pie_base = (22, 28, DEFAULT_PIE_BASE) if image.bits == 64 else (11, 8, DEFAULT_PIE_BASE_32)
+        aspace.stack_top -= rng.getrandbits(stack_bits) << PAGE_SHIFT
+        aspace.mmap_base = aspace.stack_top - aspace.stack_limit - (256 << 20) - (rng.getrandbits(mmap_bits) << PAGE_SHIFT)
         if image.elf_type == "ET_DYN":
-            image = load_image(image.path, base=DEFAULT_PIE_BASE + (rng.getrandbits(28) << PAGE_SHIFT))
+            image = load_image(image.path, base=pie_base + (rng.getrandbits(mmap_bits) << PAGE_SHIFT))
         return image
 
     def _load_interpreter(self, image: Image, mmap_base: int) -> Image:
@@ -329,7 +367,7 @@ class Kernel:
             aspace = parent.aspace
             aspace.users += 1
         else:
-            aspace = self._new_aspace(self.next_pid)
+            aspace = self._new_aspace(self.next_pid, parent.aspace.fmt)
             parent.aspace.copy_into(aspace)
             self.cpu.flush_tlb(parent.aspace.asid, "copy-on-write")
         child = self._new_process(parent.tgid, aspace, parent.files.copy(), parent.cwd)
@@ -337,6 +375,7 @@ class Kernel:
         child.umask, child.rlimits = parent.umask, dict(parent.rlimits)
         child.exe, child.name, child.symbols = parent.exe, parent.name, parent.symbols
         child.sigactions, child.sigmask = dict(parent.sigactions), parent.sigmask
+        child.tls = list(parent.tls)
         child.context = self._child_context(stack, tls)
         self._write_task_record(child)
         self.preempt_unbounded()
@@ -355,7 +394,7 @@ class Kernel:
         on `stack` and with FS base `tls` when they are given."""
         ctx = self.cpu.uc.context_save()
         ctx.reg_write(x86.UC_X86_REG_RAX, 0)
-        ctx.reg_write(x86.UC_X86_REG_RIP, self.cpu.reg("rip") + SYSCALL_INSN_SIZE)
+        ctx.reg_write(x86.UC_X86_REG_RIP, self.syscall_rip + SYSCALL_INSN_SIZE)
         if stack:
             ctx.reg_write(x86.UC_X86_REG_RSP, stack)
         if tls:
@@ -375,6 +414,7 @@ class Kernel:
         thread.umask, thread.rlimits = parent.umask, parent.rlimits
         thread.exe, thread.name, thread.symbols, thread.argv = parent.exe, parent.name, parent.symbols, parent.argv
         thread.sigactions, thread.sigmask = parent.sigactions, parent.sigmask
+        thread.tls = list(parent.tls)
         thread.context = self._child_context(stack, tls)
         self._write_task_record(thread)
         self.preempt_unbounded()
@@ -583,8 +623,10 @@ class Kernel:
             else:
                 uc.context_update(cur.context)
         self.current = proc
-        uc.context_restore(proc.context)
-        self.cpu.switch_to(proc.aspace.pagetable.root, proc.aspace.asid)
+        self.cpu.load_context(proc.context)
+        self.cpu.switch_to(proc.aspace.pagetable.root, proc.aspace.asid, proc.aspace.fmt)
+        if proc.aspace.fmt is not X86_64:
+            self.load_tls(proc)
         self.context_switches += 1
 
     # -- user memory (copyin/copyout) ------------------------------------------------------------
@@ -593,7 +635,7 @@ class Kernel:
         """Physical address of vaddr for a kernel access on proc's behalf, faulting the page in; Segv if it can't be."""
         pt = proc.aspace.pagetable
         pte = pt.lookup(vaddr)
-        if not pte & PTE_PRESENT or (write and not pte & PTE_WRITABLE) or vaddr >= (1 << 47):
+        if not pte & PTE_PRESENT or (write and not pte & PTE_WRITABLE) or vaddr >= proc.aspace.user_top:
             code = (PF_PRESENT if pte & PTE_PRESENT else 0) | (PF_WRITE if write else 0)
             fault = PageFault(vaddr, code, ACCESS_WRITE if write else ACCESS_READ)
             self.resolve(proc, fault, kernel_mode=True)
@@ -643,7 +685,7 @@ class Kernel:
         """Up to size bytes at vaddr that are already mapped, without faulting anything in (for reports)."""
         out = bytearray()
         pt = proc.aspace.pagetable
-        while size > 0 and vaddr < (1 << 47):
+        while size > 0 and vaddr < proc.aspace.user_top:
             pte = pt.lookup(vaddr)
             if not pte & PTE_PRESENT:
                 break
@@ -704,9 +746,14 @@ class Kernel:
         self.cpu.invalidate_page(vaddr, aspace.asid, reason)
 
     def syscall(self) -> None:
-        """The CPU executed `syscall` in the current process."""
-        from osmodel.syscall import dispatch
-        dispatch(self, self.current)
+        """The CPU executed `syscall` in the current process: a call of the x86-64 ABI."""
+        from osmodel.syscall import ABI_64, dispatch
+        dispatch(self, self.current, ABI_64)
+
+    def int80(self) -> None:
+        """The current process executed `int 0x80`: a call of the i386 ABI (from 64-bit code too, as on Linux)."""
+        from osmodel.syscall import ABI_32, dispatch
+        dispatch(self, self.current, ABI_32)
 
     def handled_synchronously(self, proc: Process, sig: int, info: bytes) -> bool:
         """A fault's signal goes to the process's handler when it has one and does not block it (the

@@ -63,11 +63,17 @@ class Process:
     futex_woken: bool = False             # a FUTEX_WAKE picked it: its FUTEX_WAIT returns 0 when it runs
     wake_at: float = 0.0                  # time.monotonic() at which a nanosleep ends (0: not sleeping)
     interrupted_call: str = ""            # the system call it sleeps in, if a signal may interrupt it
+    tls: list[int] = field(default_factory=lambda: [0, 0, 0])   # set_thread_area's GDT descriptors (32-bit)
 
     @property
     def tgid(self) -> int:
         """The thread-group id: getpid()'s answer (the leader's pid)."""
         return self.leader.pid if self.leader is not None else self.pid
+
+    @property
+    def bits(self) -> int:
+        """32 for an i386 program (compatibility mode, 32-bit pointers and structures), else 64."""
+        return self.aspace.fmt.address_bits
 
     @property
     def alive(self) -> bool:

@@ -91,7 +91,7 @@ def describe_fault(kernel: Kernel, proc: Process, fault: PageFault, error: objec
         return f"general protection fault: non-canonical address {fault.vaddr:#x} at {at}"
     who = "user" if fault.error_code & PF_USER else "supervisor"
     if fault.error_code & PF_PRESENT:
-        if fault.vaddr >= 1 << 47 and fault.error_code & PF_USER:
+        if fault.vaddr >= proc.aspace.user_top and fault.error_code & PF_USER:
             why = "present, supervisor-only"
         elif ACCESS_NAMES[fault.access] == "write":
             why = "present, read-only"

@@ -150,7 +150,7 @@ def sys_rt_sigreturn(k: Kernel, p: Process) -> int:
     while p.signal_contexts and p.signal_contexts[-1][0] < frame:
         p.signal_contexts.pop()              # frames abandoned by a longjmp out of a handler
     if p.signal_contexts and p.signal_contexts[-1][0] == frame:
-        cpu.uc.context_restore(p.signal_contexts.pop()[1])
+        cpu.load_context(p.signal_contexts.pop()[1])
     regs = dict(zip(GREGS, values[:len(GREGS)]))
     flags = (cpu.reg("rflags") & ~USER_FLAGS) | (regs.pop("rflags") & USER_FLAGS)
     rip = regs.pop("rip")

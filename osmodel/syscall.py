@@ -1,9 +1,14 @@
-"""System-call entry: the table, the dispatch from the CPU's `syscall` hook, and --strace output.
+"""System-call entry: the tables, the dispatch from the CPU's `syscall` and `int 0x80` hooks, and --strace output.
 
 Handlers live by subject in sysfile.py, sysmem.py and sysproc.py and register themselves
 with @syscall(name, argument-kinds). A handler returns the result or raises SysError; a bad
 user pointer (Segv while copying) becomes -EFAULT. A number nobody registered returns
 -ENOSYS, visible with --strace.
+
+There are two ABIs, as on an x86-64 Linux kernel: `syscall` with the x86-64 numbers and
+RDI, RSI, RDX, R10, R8, R9, and `int 0x80` with the i386 numbers and EBX, ECX, EDX, ESI,
+EDI, EBP (osmodel/sys32.py builds that table; a handler whose structures differ on i386
+registers its own there with @syscall32).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import TYPE_CHECKING, Callable
 from osmodel.fault import Segv
 from osmodel.files import Block, SysError
 from osmodel.signals import SIGPIPE
-from osmodel.sysnames import NAMES, NUMBERS
+from osmodel.sysnames import NAMES, NAMES_32, NUMBERS, NUMBERS_32
 from vm.ram import OutOfMemory
 
 if TYPE_CHECKING:
@@ -43,6 +48,18 @@ class Syscall:
 
 
 TABLE: dict[int, Syscall] = {}
+TABLE_32: dict[int, Syscall] = {}
+
+
+@dataclass(frozen=True)
+class Abi:
+    """A system-call convention: its table, its numbering, and how the CPU enters it."""
+    name: str
+    bits: int                     # the width of its registers and pointers
+    table: dict[int, Syscall]
+    names: dict[int, str]
+    rip_past: int                 # how far RIP is past the system-call instruction when the hook runs
+                                  # (0: Unicorn's syscall hook runs before it; 2: int 0x80 has completed)
 
 
 def syscall(name: str, args: str = ""):
@@ -52,6 +69,31 @@ def syscall(name: str, args: str = ""):
         TABLE[nr] = Syscall(nr, name, fn, args)
         return fn
     return register
+
+
+def syscall32(name: str, args: str = ""):
+    """Register a handler for the i386 system call `name` (its own number; int 0x80)."""
+    def register(fn: Callable[..., int]) -> Callable[..., int]:
+        nr = NUMBERS_32[name]
+        TABLE_32[nr] = Syscall(nr, name, fn, args)
+        return fn
+    return register
+
+
+ABI_64 = Abi("x86-64", 64, TABLE, NAMES, 0)
+ABI_32 = Abi("i386", 32, TABLE_32, NAMES_32, 2)
+
+
+def widen32(args: list[int], kinds: str) -> list[int]:
+    """i386 arguments as the 64-bit handlers expect them: signed ones ('d', 'F') sign-extended from 32
+    bits, the rest (pointers, sizes, flags) zero-extended, as Linux's compat entry points widen them."""
+    out = []
+    for i, a in enumerate(args):
+        a &= 0xFFFF_FFFF
+        if i < len(kinds) and kinds[i] in "dF" and a & 0x8000_0000:
+            a |= 0xFFFF_FFFF_0000_0000
+        out.append(a)
+    return out
 
 
 def signed(value: int) -> int:
@@ -65,11 +107,17 @@ def signed32(value: int) -> int:
     return value - (1 << 32) if value & (1 << 31) else value
 
 
-def dispatch(kernel: Kernel, proc: Process) -> None:
-    """Run the system call the current process asked for and put the result in RAX."""
-    nr, *args = kernel.cpu.syscall_args()
-    entry = TABLE.get(nr)
-    name = entry.name if entry else NAMES.get(nr, f"syscall_{nr:#x}")
+def dispatch(kernel: Kernel, proc: Process, abi: Abi = ABI_64) -> None:
+    """Run the system call the current process asked for (of the given ABI) and put the result in RAX."""
+    cpu = kernel.cpu
+    rip = kernel.syscall_rip = cpu.reg("rip") - abi.rip_past      # the system-call instruction
+    nr, *args = cpu.syscall_args(abi.bits)
+    if abi.bits == 32:
+        nr &= 0xFFFF_FFFF
+    entry = abi.table.get(nr)
+    if abi.bits == 32:
+        args = widen32(args, entry.args if entry else "")
+    name = entry.name if entry else abi.names.get(nr, f"syscall_{nr:#x}")
     kernel.doing = f"handling system call {name}"
     proc.interrupted_call = ""
     strace = kernel.config.strace
@@ -84,7 +132,7 @@ def dispatch(kernel: Kernel, proc: Process) -> None:
             if strace:
                 print(f"{prefix(kernel, proc)}{name}({shown}) <blocks>", file=strace, flush=True)
             kernel.doing = ""
-            proc.resume_rip = kernel.cpu.reg("rip")
+            proc.resume_rip = rip
             proc.interrupted_call = name
             kernel.sleep(proc, block.channel, name)
             return
@@ -110,7 +158,7 @@ def dispatch(kernel: Kernel, proc: Process) -> None:
     if not proc.runnable or proc.pending & ~proc.sigmask:
         # The call completed but left the caller asleep (vfork's parent), or with a signal to deliver
         # on the way back to user mode: resume after it, through the scheduler.
-        proc.resume_rip = kernel.cpu.reg("rip") + 2
+        proc.resume_rip = rip + 2
         kernel.cpu.stop()
 
 
@@ -198,3 +246,4 @@ def format_result(kernel: Kernel, proc: Process, entry: Syscall | None, args: li
 
 # The handlers register themselves on import.
 from osmodel import sigframe, sysfile, sysfs, sysmem, sysmisc, sysproc  # noqa: E402,F401
+from osmodel import sys32  # noqa: E402,F401  (after the others: it shares their handlers)

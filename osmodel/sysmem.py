@@ -10,7 +10,7 @@ from osmodel.addrspace import (PROT_EXEC, PROT_READ, PROT_WRITE, STACK_GUARD_GAP
 from osmodel.files import HostFile, SysError
 from osmodel.pagecache import FileBacking
 from osmodel.syscall import signed32, syscall
-from vm.pagetable import PTE_FRAME, USER_TOP
+from vm.pagetable import PTE_FRAME
 from vm.ram import PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def sys_brk(k: Kernel, p: Process, addr: int) -> int:
         return a.brk
     old_top, new_top = page_up(a.brk), page_up(addr)
     if new_top > old_top:
-        if new_top > USER_TOP or not a.is_free(old_top, new_top):
+        if new_top > a.user_top or not a.is_free(old_top, new_top):
             return a.brk
         above = a.next_region(new_top)
         if above is not None and above.kind == "stack" and new_top + STACK_GUARD_GAP > above.start:
@@ -88,7 +88,7 @@ def sys_mmap(k: Kernel, p: Process, addr: int, length: int, prot: int, flags: in
     if not length or offset % PAGE_SIZE or kind == 0 or prot & ~PROT_ALL:
         raise SysError(errno.EINVAL)
     size = page_up(length)
-    if size > USER_TOP or size < length:
+    if size > a.user_top or size < length:
         raise SysError(errno.ENOMEM)
     backing = None
     name = ""
@@ -106,7 +106,7 @@ def sys_mmap(k: Kernel, p: Process, addr: int, length: int, prot: int, flags: in
         backing = FileBacking(f.host_path, f.path, fd=f.hostfd)
         name = f.path
     if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
-        if addr % PAGE_SIZE or addr + size > USER_TOP or addr < 0x10000:
+        if addr % PAGE_SIZE or addr + size > a.user_top or addr < 0x10000:
             raise SysError(errno.EINVAL if addr % PAGE_SIZE else errno.ENOMEM)
         if not a.is_free(addr, addr + size):
             if flags & MAP_FIXED_NOREPLACE:
@@ -125,7 +125,7 @@ def sys_mmap(k: Kernel, p: Process, addr: int, length: int, prot: int, flags: in
 
 @syscall("munmap", "pu")
 def sys_munmap(k: Kernel, p: Process, addr: int, length: int) -> int:
-    if addr % PAGE_SIZE or not length or addr + length > USER_TOP:
+    if addr % PAGE_SIZE or not length or addr + length > p.aspace.user_top:
         raise SysError(errno.EINVAL)
     unmap_range(k, p.aspace, addr, addr + page_up(length), "munmap")
     return 0
@@ -137,7 +137,7 @@ def sys_mprotect(k: Kernel, p: Process, addr: int, length: int, prot: int) -> in
     if addr % PAGE_SIZE or prot & ~PROT_ALL & ~0x3000000:
         raise SysError(errno.EINVAL)
     end = addr + page_up(length)
-    if end > USER_TOP:
+    if end > a.user_top:
         raise SysError(errno.ENOMEM)
     if end == addr:
         return 0
@@ -210,7 +210,7 @@ def sys_mremap(k: Kernel, p: Process, old: int, old_size: int, new_size: int, fl
         if new_size < old_size:
             unmap_range(k, a, old + new_size, old + old_size, "munmap")
         return old
-    if old + old_size == region.end and a.is_free(region.end, old + new_size) and old + new_size <= USER_TOP:
+    if old + old_size == region.end and a.is_free(region.end, old + new_size) and old + new_size <= a.user_top:
         a.resize(region, region.start, old + new_size)
         if region.backing is not None:
             region.file_end = max(region.file_end, old + new_size)

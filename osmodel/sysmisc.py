@@ -336,7 +336,7 @@ def sys_mincore(k: Kernel, p: Process, addr: int, length: int, vec: int) -> int:
     if signed(length) < 0:
         raise SysError(errno.EINVAL)
     end = addr + ((length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
-    if end > 1 << 47:
+    if end > p.aspace.user_top:
         raise SysError(errno.ENOMEM)
     a = p.aspace
     out = bytearray()

@@ -51,7 +51,7 @@ def sys_exit_group(k: Kernel, p: Process, code: int) -> int:
 @syscall("arch_prctl", "xp")
 def sys_arch_prctl(k: Kernel, p: Process, code: int, addr: int) -> int:
     if code in (ARCH_SET_FS, ARCH_SET_GS):
-        if addr >= 1 << 47:
+        if addr >= p.aspace.user_top:
             raise SysError(errno.EPERM)
         k.cpu.set_reg("fs_base" if code == ARCH_SET_FS else "gs_base", addr)
         return 0
@@ -282,8 +282,9 @@ def sys_clone(k: Kernel, p: Process, flags: int, stack: int, ptid: int, ctid: in
 def string_array(k: Kernel, p: Process, addr: int) -> list[bytes]:
     """A NULL-terminated array of string pointers (argv/envp) from user memory."""
     out = []
+    word, code = (4, "<I") if p.bits == 32 else (8, "<Q")
     while addr:
-        ptr = struct.unpack("<Q", k.copyin(p, addr + 8 * len(out), 8))[0]
+        ptr = struct.unpack(code, k.copyin(p, addr + word * len(out), word))[0]
         if not ptr:
             break
         out.append(k.copyinstr(p, ptr, 128 * 1024))

@@ -412,7 +412,7 @@ class FaultTracer:
             kind = region.kind
         elif fault.noncanonical:
             kind = "none"
-        elif address >= KERNEL_HALF:
+        elif address >= proc.aspace.user_top:
             kind = "kernel"
         else:
             found = proc.aspace.find(address)

@@ -21,14 +21,19 @@ from unicorn import x86_const as x86
 from unicorn.unicorn_py3 import unicorn as ucbinding
 
 from vm.mmu import ACCESS_FETCH, ACCESS_WRITE, Mmu, PageFault
-from vm.pagetable import PTE_DIRTY, PTE_FRAME, PTE_GLOBAL, PTE_NX, PTE_USER, PTE_WRITABLE
+from vm.pagetable import PTE_DIRTY, PTE_FRAME, PTE_GLOBAL, PTE_NX, PTE_USER, PTE_WRITABLE, X86_64, PagingFormat
 from vm.ram import PhysicalMemory
 from vm.tlb import Tlb
 
 MSR_EFER = 0xC0000080
 MSR_STAR = 0xC0000081
 EFER_SCE = 1 << 0
-SYSRETQ = bytes.fromhex("480f07")
+SYSRETQ = bytes.fromhex("480f07")     # to 64-bit user code (CS 0x33)
+SYSRETL = bytes.fromhex("0f07")       # to 32-bit user code in compatibility mode (CS 0x23)
+SYSRETL_OFFSET = 8                    # where the entry page holds sysretl (sysretq is at 0)
+GDT_BASE = 0xFFFF_FE00_0000_0000      # the GDT's linear address: Linux's cpu_entry_area, above 4 GiB
+GDT_LIMIT = 16 * 8 - 1
+INT80 = 0x80                          # the i386 system-call vector
 USER_RFLAGS = 0x202
 FPU_CONTROL_INIT = 0x37F
 MXCSR_INIT = 0x1F80
@@ -42,9 +47,11 @@ _FILL_CFUNC = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_uint64, 
                                ctypes.POINTER(ucbinding.uc_tlb_entry), ctypes.c_void_p)
 
 SYSCALL_REGS = ("rax", "rdi", "rsi", "rdx", "r10", "r8", "r9")
+SYSCALL_REGS_32 = ("eax", "ebx", "ecx", "edx", "esi", "edi", "ebp")   # int 0x80: number, then six arguments
 GENERAL_REGS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
                 "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "rflags")
-REG = {name: getattr(x86, f"UC_X86_REG_{name.upper()}") for name in GENERAL_REGS + ("fs_base", "gs_base")}
+REG = {name: getattr(x86, f"UC_X86_REG_{name.upper()}")
+       for name in GENERAL_REGS + ("fs_base", "gs_base") + SYSCALL_REGS_32 + ("esp", "eip", "gs", "cs")}
 
 
 class FaultSink(Protocol):
@@ -65,17 +72,23 @@ class Trap:
 
 
 class Cpu:
-    """One emulated x86-64 core running user code at CPL 3 over `ram`."""
+    """One emulated x86-64 core running user code at CPL 3 over `ram`: 64-bit code, or 32-bit code in
+    compatibility mode (as an x86-64 Linux kernel runs i386 programs), each under its own paging format."""
 
     def __init__(self, ram: PhysicalMemory, tlb: Tlb | None = None):
         self.ram = ram
         self.tlb = tlb if tlb is not None else Tlb()
         self.mmu = Mmu(ram)
-        self.root = 0               # CR3: the frame of the current PML4
+        self.root = 0               # CR3: the frame of the current top-level table
         self.asid = 0               # PCID of the current address space
+        self.fmt = X86_64           # the paging format of the current address space
+        self.compat = False         # the current process is 32-bit (compatibility mode, i386 paging)
+        self._gdt_vpn = -1          # the GDT's page (GDT_BASE) and its frame, once load_gdt ran
+        self._gdt_paddr = 0
         self.user = False           # CPL 3 once enter_user has run
         self.faults: FaultSink | None = None
         self.on_syscall: Callable[[], None] | None = None
+        self.on_int80: Callable[[], None] | None = None
         self.trap: Trap | None = None
         self.refused: PageFault | None = None   # the last fault the OS refused
         self._counted = False                  # the last run used Unicorn's instruction count
@@ -85,6 +98,7 @@ class Cpu:
         self._syscall_vals = [ctypes.c_uint64() for _ in SYSCALL_REGS]
         self._syscall_ids = (ctypes.c_int * len(SYSCALL_REGS))(*(REG[n] for n in SYSCALL_REGS))
         self._syscall_ptrs = (ctypes.c_void_p * len(SYSCALL_REGS))(*(ctypes.addressof(v) for v in self._syscall_vals))
+        self._syscall_ids_32 = (ctypes.c_int * len(SYSCALL_REGS_32))(*(REG[n] for n in SYSCALL_REGS_32))
         self.fills = 0
         self.uc_flushes = 0
         self._uc_holds: set[int] = set()   # pages handed to Unicorn's TLB since it was last flushed
@@ -111,14 +125,17 @@ class Cpu:
         uc.hook_add(UC_HOOK_INSN, self._port_out, None, 1, 0, x86.UC_X86_INS_OUT)
         uc.hook_add(UC_HOOK_INSN_INVALID, self._invalid)
         uc.msr_write(MSR_EFER, uc.msr_read(MSR_EFER) | EFER_SCE)
-        uc.msr_write(MSR_STAR, 0x23 << 48)   # sysretq lands in CS 0x33 / SS 0x2b, CPL 3
+        uc.msr_write(MSR_STAR, 0x23 << 48)   # sysretq lands in CS 0x33, sysretl in CS 0x23; SS 0x2b; CPL 3
         self.reset_fpu()
+        self._kernel_context = uc.context_save()   # CPL 0, 64-bit: where every entry to user mode starts
 
     # -- translation -----------------------------------------------------------------------
 
     def _tlb_fill(self, _uch, vaddr: int, access: int, entry, _data) -> bool:
         """Unicorn's TLB missed on vaddr: translate it through our TLB/MMU/fault handler."""
         vpn = vaddr >> 12
+        if vpn == self._gdt_vpn and self.compat:
+            return self._fill_descriptor_table(entry)
         self._filling = vpn
         self._stale_filling = False
         try:
@@ -153,6 +170,25 @@ class Cpu:
         finally:
             self._filling = -1
 
+    def _fill_descriptor_table(self, entry) -> bool:
+        """A 32-bit program loaded a segment register and the CPU reads its descriptor: an implicit
+        supervisor access (the fill hook cannot tell it from the program's own reads, but a 32-bit
+        program cannot form an address above 4 GiB, where the GDT is). Read-only: the descriptors
+        carry their accessed bit already, so the CPU never writes one back."""
+        e = entry[0]
+        e.paddr = self._gdt_paddr
+        e.perms = UC_READ
+        self.fills += 1
+        return True
+
+    def load_gdt(self, pfn: int) -> None:
+        """LGDT: the descriptor table is frame `pfn`, at linear address GDT_BASE."""
+        self._gdt_vpn = GDT_BASE >> 12
+        self._gdt_paddr = pfn << 12
+        self.uc.context_restore(self._kernel_context)
+        self.uc.reg_write(x86.UC_X86_REG_GDTR, (0, GDT_BASE, GDT_LIMIT, 0))
+        self._kernel_context = self.uc.context_save()
+
     def _grow_unicorn_tlb(self) -> None:
         """QEMU resizes its TLB only when it is flushed, by how full it was: flushing after 2x, 4x...
         more fills each time lets it grow to the working set instead of thrashing at 256 entries."""
@@ -170,7 +206,7 @@ class Cpu:
         """Walk vaddr (raising faults into the OS), cache it in our TLB; the leaf entry, or 0 if refused."""
         for _ in range(4):
             try:
-                _slot, pte = self.mmu.walk(self.root, vaddr, access, self.user)
+                _slot, pte = self.mmu.walk(self.root, vaddr, access, self.user, self.fmt)
             except PageFault as fault:
                 if self.faults is None or not self.faults.page_fault(fault):
                     # Unicorn also probes pages it may not run (and recovers); only a failed run uses this.
@@ -205,11 +241,18 @@ class Cpu:
         self._stale_filling = False
         self.uc_flushes += 1
 
-    def switch_to(self, root: int, asid: int) -> None:
-        """Load CR3: a new page-table root and address-space id; Unicorn's TLB is emptied."""
+    def switch_to(self, root: int, asid: int, fmt: PagingFormat = X86_64) -> None:
+        """Load CR3: a new page-table root (of paging format `fmt`) and address-space id; Unicorn's TLB is emptied."""
         self.root = root
         self.asid = asid
+        self.fmt = fmt
+        self.compat = fmt.address_bits == 32
         self.flush_unicorn_tlb()
+
+    def load_context(self, context) -> None:
+        """Restore a saved register state (a context switch); its privilege level is read again at the next fill."""
+        self.uc.context_restore(context)
+        self.user = False
 
     def forget_code(self, start: int = 0, end: int = 0) -> None:
         """Drop translated code (all of it, or of physical range [start, end)) after frames holding code change."""
@@ -229,6 +272,14 @@ class Cpu:
             uc.emu_stop()
 
     def _interrupt(self, uc, intno: int, _data) -> None:
+        if intno == INT80 and self.on_int80 is not None:
+            # The i386 system call (EIP is already past the `int 0x80`).
+            try:
+                self.on_int80()
+            except BaseException as exc:  # noqa: BLE001
+                self.trap = Trap("host-error", self._rip_safe(), error=exc)
+                uc.emu_stop()
+            return
         if self.trap is None:
             self.trap = Trap("interrupt", self._rip_safe(), intno=intno)
         uc.emu_stop()
@@ -260,14 +311,18 @@ class Cpu:
 
     # -- running ------------------------------------------------------------------------------
 
-    def enter_user(self, trampoline: int, rip: int, rsp: int) -> None:
-        """Arrange for the next run to drop to CPL 3 at rip/rsp through `sysretq` at the kernel address `trampoline`."""
+    def enter_user(self, entry_page: int, rip: int, rsp: int, bits: int = 64) -> int:
+        """A fresh register file for a new program that starts at rip/rsp in 64-bit or 32-bit mode: the CPU
+        goes back to CPL 0 and the next run drops to CPL 3 through the `sysretq` (or `sysretl`) on the
+        kernel's entry page at `entry_page`. Returns the kernel address to resume at (RIP is the caller's
+        to set: inside a system-call hook Unicorn would move it)."""
         uc = self.uc
+        uc.context_restore(self._kernel_context)
+        self.reset_user_state(rsp)
         uc.reg_write(x86.UC_X86_REG_RCX, rip)
         uc.reg_write(x86.UC_X86_REG_R11, USER_RFLAGS)
-        uc.reg_write(x86.UC_X86_REG_RSP, rsp)
-        uc.reg_write(x86.UC_X86_REG_RIP, trampoline)
         self.user = False
+        return entry_page + (SYSRETL_OFFSET if bits == 32 else 0)
 
     def reset_fpu(self) -> None:
         """The FPU and SSE state Linux gives a new program (fninit): x87 at 64-bit precision, round to
@@ -345,7 +400,9 @@ class Cpu:
         self._reg_value.value = value & 0xFFFF_FFFF_FFFF_FFFF
         ucbinding.uclib.uc_reg_write(self._uch, REG[name], self._reg_ref)
 
-    def syscall_args(self) -> tuple[int, int, int, int, int, int, int]:
-        """RAX (the call number) and the six argument registers, in one Unicorn call."""
-        ucbinding.uclib.uc_reg_read_batch(self._uch, self._syscall_ids, self._syscall_ptrs, len(SYSCALL_REGS))
+    def syscall_args(self, bits: int = 64) -> tuple[int, int, int, int, int, int, int]:
+        """The call number and the six argument registers of the 64-bit ABI (RAX; RDI, RSI, RDX, R10, R8,
+        R9) or, for bits=32, the i386 one (EAX; EBX, ECX, EDX, ESI, EDI, EBP), in one Unicorn call."""
+        ids = self._syscall_ids if bits == 64 else self._syscall_ids_32
+        ucbinding.uclib.uc_reg_read_batch(self._uch, ids, self._syscall_ptrs, len(SYSCALL_REGS))
         return tuple(v.value for v in self._syscall_vals)

@@ -21,11 +21,12 @@ index into that view.
 
 from __future__ import annotations
 
+import array
 import weakref
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from vm.ram import PAGE_SHIFT, Owner, PhysicalMemory
+from vm.ram import PAGE_SHIFT, PAGE_SIZE, Owner, PhysicalMemory
 
 PTE_PRESENT = 1 << 0
 PTE_WRITABLE = 1 << 1
@@ -292,6 +293,21 @@ class PageTable:
     def _set_fmt(self, vaddr: int, pte: int) -> None:
         """set() for any format."""
         self.words[self._slot_fmt(vaddr, alloc=True)] = self._entry_fmt(pte)
+
+    def map_range(self, vaddr: int, pfn: int, npages: int, flags: int) -> None:
+        """Map npages consecutive frames from pfn at vaddr, a leaf table at a time (a kernel direct map)."""
+        fmt = self.fmt
+        entry_code = "Q" if fmt.entry_size == 8 else "I"
+        while npages > 0:
+            slot = self.slot(vaddr, alloc=True)
+            n = min(npages, fmt.leaf_mask + 1 - (slot & fmt.leaf_mask))
+            first = (pfn << PAGE_SHIFT) | flags
+            if not fmt.nx:
+                first &= ~PTE_NX
+            self.words[slot:slot + n] = array.array(entry_code, range(first, first + (n << PAGE_SHIFT), PAGE_SIZE))
+            vaddr += n << PAGE_SHIFT
+            pfn += n
+            npages -= n
 
     def lookup(self, vaddr: int) -> int:
         """The leaf entry for vaddr, or 0."""
