@@ -151,6 +151,9 @@ def guest_environment(clear: bool, unset: tuple[str, ...], settings: tuple[str, 
 @click.option("--fault-around", type=click.IntRange(0, 512), default=0, show_default=True, metavar="PAGES",
               help="On a read fault of a file page, also map the cached pages around it in an aligned window "
                    "of PAGES (Linux's default is 16; 0 is off).")
+@click.option("--paging", type=click.Choice(["2level", "pae"]), default="2level", show_default=True,
+              help="Page tables of 32-bit (i386) programs: classic two-level (no NX: readable pages are executable), "
+                   "or PAE's three levels with NX. 64-bit programs always use x86-64's four levels.")
 @click.option("--aslr", is_flag=True, help="Randomise the stack, mmap and PIE bases (from --seed) as Linux's ASLR.")
 @click.option("--quantum", type=click.IntRange(1), default=1_000_000, show_default=True, metavar="N",
               help="Instructions a process runs before the next runnable one gets the CPU.")
@@ -167,9 +170,9 @@ def guest_environment(clear: bool, unset: tuple[str, ...], settings: tuple[str, 
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(program, args, phys_mem, stack_limit, seed, strace, env_set, unset, ignore_environment,
         tlb_entries, tlb_ways, tlb_policy, stats, trace_faults, trace_tlb, trace_limit, dump_maps, dump_pagetable,
-        dump_frames, tlb_exact, itlb, dtlb, stlb, fault_around, aslr, quantum, root, read_only, timeout, max_insns,
+        dump_frames, tlb_exact, itlb, dtlb, stlb, fault_around, paging, aslr, quantum, root, read_only, timeout, max_insns,
         max_procs):
-    """Run the Linux x86-64 ELF PROGRAM with ARGS on an emulated machine whose every memory access goes
+    """Run the Linux x86-64 or i386 ELF PROGRAM with ARGS on an emulated machine whose every memory access goes
     through run-elf's own page tables, TLB and page-fault handler.
 
     The guest gets this process's standard input, output and error and (unless changed with -e/-u/-i)
@@ -199,7 +202,7 @@ def run(program, args, phys_mem, stack_limit, seed, strace, env_set, unset, igno
     config = Config(phys_mem=phys_mem, stack_limit=stack_limit, seed=seed, strace=sys.stderr if strace else None,
                     tlb_entries=tlb_entries, tlb_ways=tlb_ways, tlb_policy=tlb_policy, fault_around=fault_around,
                     aslr=aslr, quantum=quantum, root=root, read_only=read_only, timeout=timeout or 0.0,
-                    max_insns=max_insns or 0, max_procs=max_procs or 0)
+                    max_insns=max_insns or 0, max_procs=max_procs or 0, paging=paging)
     try:
         kernel = Kernel(config)
     except (ValueError, OSError) as err:

@@ -242,6 +242,9 @@ class Kernel:
         exe = os.path.abspath(image.path)
         old = proc.aspace
         fmt = X86_64 if image.bits == 64 else PAGING_32[self.config.paging]
+        if fmt.entry_size == 4 and self.ram.size > 1 << 32:
+            raise LoadError("a 32-bit program with two-level paging reaches 4 GiB of physical memory: "
+                            "use --paging pae or --phys-mem 4G or less")
         aspace = self._new_aspace(proc.pid, fmt) if old.regions or old.users > 1 or old.fmt is not fmt else old
         if self.config.aslr:
             image = self._randomise(aspace, image, proc)
