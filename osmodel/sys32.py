@@ -18,6 +18,7 @@ from osmodel.files import SysError
 from osmodel.syscall import TABLE, TABLE_32, Syscall, syscall32
 from osmodel.sysnames import NUMBERS, NUMBERS_32
 from osmodel.sysmem import sys_mmap
+from osmodel.sysproc import CLONE_SETTLS, fork_child
 from vm import gdt
 
 if TYPE_CHECKING:
@@ -142,6 +143,16 @@ def sys_get_thread_area(k: Kernel, p: Process, u_info: int) -> int:
 def sys_mmap2(k: Kernel, p: Process, addr: int, length: int, prot: int, flags: int, fd: int, pgoff: int) -> int:
     """mmap with the file offset in pages (so 32 bits reach 16 TiB of file)."""
     return sys_mmap(k, p, addr, length, prot, flags, fd, pgoff << PAGE_SHIFT)
+
+
+# -- processes ---------------------------------------------------------------------------------------
+
+@syscall32("clone", "xpppp")
+def sys_clone(k: Kernel, p: Process, flags: int, stack: int, ptid: int, tls: int, ctid: int) -> int:
+    """clone with i386's argument order (flags, stack, parent_tid, tls, child_tid); tls is a struct user_desc."""
+    if flags & CLONE_SETTLS:
+        raise SysError(errno.ENOSYS)          # a new thread's TLS descriptor: not yet
+    return fork_child(k, p, flags, stack, ptid, ctid, 0)
 
 
 share_handlers()
