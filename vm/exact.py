@@ -59,6 +59,7 @@ from unicorn import UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UcError
 from unicorn import unicorn_const as ucc
 from unicorn.unicorn_py3 import unicorn as ucbinding
 
+from vm.pagetable import X86_64, PagingFormat
 from vm.tlb import Tlb
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ class ExactTlb:
         self.dtlb = Tlb(dtlb.entries, dtlb.ways, dtlb.policy, seed=seed * 3 + 1, name="dtlb")
         self.stlb = Tlb(stlb.entries, stlb.ways, stlb.policy, seed=seed * 3 + 2, name="stlb")
         self.walks = 0
+        self.kernel_base = KERNEL_HALF   # at and above: global translations (the current format's kernel part)
         self.accesses = 0          # page accesses fed in (an access spanning two pages counts twice)
         # Fast path. The last page key ((vpn << 16) | asid) looked up in each L1: a repeat is a hit that
         # changes nothing. The hooks keep the same fact as the page's base address under the CPU's
@@ -149,7 +151,7 @@ class ExactTlb:
         vpn = vaddr >> PAGE_SHIFT
         last = (vaddr + max(size, 1) - 1) >> PAGE_SHIFT
         while True:
-            self.access(vpn, asid, fetch, (vpn << PAGE_SHIFT) >= KERNEL_HALF)
+            self.access(vpn, asid, fetch, (vpn << PAGE_SHIFT) >= self.kernel_base)
             if vpn >= last:
                 return
             vpn += 1
@@ -278,7 +280,7 @@ def attach(cpu: Cpu, exact: ExactTlb) -> None:
     """Route every load, store and instruction fetch of `cpu` through `exact`.
 
     Registers UC_HOOK_CODE (fetches) and UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE (data) through raw
-    ctypes `uc_hook_add`, uses `cpu.asid` as the address-space id and treats vaddr >= KERNEL_HALF as
+    ctypes `uc_hook_add`, uses `cpu.asid` as the address-space id and treats the kernel half (at and above the 3G/1G split for 32-bit) as
     global, and wraps `cpu.invalidate_page` / `cpu.flush_tlb` on the instance so the kernel's page
     and asid invalidations reach the exact model too (and `cpu.switch_to`, so the hooks' same-page
     shortcut never carries over from one address space to another). Translation itself is unchanged. Attach before
@@ -303,8 +305,9 @@ def attach(cpu: Cpu, exact: ExactTlb) -> None:
         flush_tlb(asid, reason)
         exact.flush(asid, reason=reason)
 
-    def switch_to_exact(root: int, asid: int) -> None:
-        switch_to(root, asid)
+    def switch_to_exact(root: int, asid: int, fmt: PagingFormat = X86_64) -> None:
+        switch_to(root, asid, fmt)
+        exact.kernel_base = fmt.kernel_base   # global (kernel) pages: the kernel half, or above the 3G/1G split
         exact.forget_last()          # the hooks' last pages were pages of the previous asid
 
     invalidate_page_exact.__doc__ = invalidate_page.__doc__

@@ -64,8 +64,9 @@ class InstructionCounter:
         self.read = read
         self.decoded = 0                # blocks decoded (cache misses)
         self._caches: dict[int, dict[int, tuple[tuple[int, ...], int, int]]] = {}
-        self._cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-        self._cs.detail = True
+        self._cs64 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+        self._cs32 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)   # 32-bit code (compatibility mode)
+        self._cs64.detail = self._cs32.detail = True
         self._handle: ucbinding.uc_hook_h | None = None
         self._wrapped: dict[str, object] = {}
         self.error: BaseException | None = None
@@ -217,7 +218,8 @@ class InstructionCounter:
         rep = -1
         end = address + size
         last = None
-        for insn in self._cs.disasm(code, address):
+        cs = self._cs32 if self.cpu.compat else self._cs64
+        for insn in cs.disasm(code, address):
             if insn.address >= end:
                 break
             addrs.append(insn.address)
