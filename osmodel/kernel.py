@@ -749,8 +749,13 @@ class Kernel:
         self.cpu.invalidate_page(vaddr, aspace.asid, reason)
 
     def syscall(self) -> None:
-        """The CPU executed `syscall` in the current process: a call of the x86-64 ABI."""
+        """The CPU executed `syscall` in the current process: a call of the x86-64 ABI. In a 32-bit
+        program it is an invalid opcode (#UD), as on Intel cores, where ia32 code enters by int 0x80."""
         from osmodel.syscall import ABI_64, dispatch
+        if self.current.bits == 32:
+            self.cpu.trap = Trap("invalid-opcode", self.cpu.reg("rip"))
+            self.cpu.stop()
+            return
         dispatch(self, self.current, ABI_64)
 
     def int80(self) -> None:
