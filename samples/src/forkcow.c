@@ -26,7 +26,7 @@ int bss_var;                           /* .bss */
 
 static unsigned long checksum(const unsigned char *p, size_t n)
 {
-    unsigned long h = 1469598103934665603ul;
+    unsigned long h = (unsigned long)1469598103934665603ull;   /* FNV-1a; its low half on i386 */
     for (size_t i = 0; i < n; i++) {
         h ^= p[i];
         h *= 1099511628211ul;
