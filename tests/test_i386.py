@@ -12,12 +12,17 @@ paging), computed here by hand, never by calling the helper being tested.
 """
 from __future__ import annotations
 
+import io
+import os
 import random
 import shutil
 import struct
 import subprocess
+import tempfile
+from dataclasses import dataclass
 
 import pytest
+from conftest import run_native, sample_env
 
 from loader.elf import (DEFAULT_PIE_BASE, DEFAULT_PIE_BASE_32, PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE,
                         Image, LoadError, load_image)
@@ -25,6 +30,7 @@ from loader.stack import (AT_BASE, AT_EGID, AT_ENTRY, AT_EUID, AT_EXECFN, AT_GID
                           AT_MINSIGSTKSZ, AT_NULL, AT_PAGESZ, AT_PHDR, AT_PHENT, AT_PHNUM, AT_PLATFORM,
                           AT_RANDOM, AT_UID, Credentials, build_stack)
 from loader.symbols import Symbols
+from osmodel.kernel import Config, Kernel
 from vm import pagetable as ptm
 from vm.mmu import (ACCESS_FETCH, ACCESS_READ, ACCESS_WRITE, PF_INSTR, PF_PRESENT, PF_USER, PF_WRITE, Mmu,
                     PageFault, is_kernel_address)
@@ -891,3 +897,635 @@ def test_generic_slot_agrees_with_the_x86_64_slot(ram):
         assert pt._slot_fmt(va) == pt.slot(va)
     with pytest.raises(ValueError):
         pt._slot_fmt(0x8000_0000_0000)                            # non-canonical
+
+
+# --- real i386 programs: what the memory system did -------------------------------------------------
+#
+# The committed 32-bit samples (samples/bin/NAME-i386) and a few programs built here run on a Kernel
+# through its Python API. A fault observer records every fault; Kernel.exit is wrapped (as
+# osmodel.dumps.Dumper does) so each process's page tables are read straight from RAM, decoded by hand
+# per the SDM, just before they are freed. Where a native run can say what should happen (exit
+# status, output), it is the oracle.
+
+SAMPLES_BIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples", "bin")
+STACK_TOP_32 = 0xC000_0000              # i386's stack ends where the kernel's quarter begins
+STACK_INITIAL = 128 * 1024              # the stack Linux sets up at exec
+STACK_GUARD_GAP = 256 * PAGE_SIZE       # Linux's stack_guard_gap
+MMAP_BASE_32 = STACK_TOP_32 - (128 << 20)   # top of the mmap area below the stack (no ASLR)
+LOWMEM = 896 << 20                      # i386 low memory: what the kernel's quarter maps directly
+MIB = 1 << 20
+PAGINGS = {"2level": I386, "pae": I386_PAE}
+
+# How the two 32-bit formats lay out their tables (SDM vol. 3A 4.3, 4.4), for decoding RAM by hand:
+# the root's user entries, the entry's word format, index widths and shifts, and the frame bits.
+LAYOUT = {
+    "2level": dict(word="<I", widths=(10, 10), shifts=(22, 12), frame=0xFFFF_F000, user_roots=range(768)),
+    "pae": dict(word="<Q", widths=(2, 9, 9), shifts=(30, 21, 12), frame=0x000F_FFFF_FFFF_F000, user_roots=range(3)),
+}
+
+# A user read of the address in argv[1] (a kernel address: SIGSEGV).
+READ_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+int main(int argc, char **argv) {
+    volatile unsigned char *p = (volatile unsigned char *)strtoul(argv[1], 0, 0);
+    printf("reading %s\n", argv[1]);
+    fflush(stdout);
+    return *p;
+}
+"""
+
+# A call into a `ret` in .data (read-write, not executable).
+EXECDATA_C = r"""
+#include <stdio.h>
+static unsigned char code[64] = {0xc3};
+int main(void) {
+    printf("calling code in .data\n");
+    fflush(stdout);
+    ((void (*)(void))(void *)code)();
+    printf("survived\n");
+    return 1;
+}
+"""
+
+# A one-page mapping 4 MiB below the initial stack, then unbounded recursion.
+GUARDGAP_C = r"""
+#include <stdio.h>
+#include <sys/mman.h>
+static volatile int sink;
+__attribute__((noinline)) static int recurse(int n) {
+    volatile unsigned char f[512];
+    f[0] = n;
+    f[511] = n;
+    return recurse(n + 1) + f[0] + f[511];
+}
+int main(void) {
+    unsigned long want = 0xc0000000UL - 128 * 1024 - 4 * 1024 * 1024;
+    void *p = mmap((void *)want, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    printf("%lx\n", (unsigned long)p);
+    fflush(stdout);
+    sink = recurse(0);
+    return 1;
+}
+"""
+
+# execve(argv[1], argv + 1) without a fork: the same process changes width.
+EXEC_C = r"""
+#include <stdio.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    printf("exec %s\n", argv[1]);
+    fflush(stdout);
+    execv(argv[1], argv + 1);
+    perror("execv");
+    return 127;
+}
+"""
+
+
+def sample32(name: str) -> str:
+    return os.path.join(SAMPLES_BIN, name + "-i386")
+
+
+def native(argv: list[str]) -> tuple[bytes, int]:
+    """(stdout, shell status) of a native run; skips when the host cannot run i386 programs."""
+    try:
+        r = run_native(argv, env=sample_env())
+    except OSError as e:
+        pytest.skip(f"this host cannot run i386 programs natively: {e}")
+    return r.stdout, r.status
+
+
+@dataclass
+class Fault32:
+    """One fault as the observer saw it (the region's bounds copied at the time)."""
+    pid: int
+    fmt: PagingFormat
+    vaddr: int
+    access: int
+    code: int
+    outcome: str                 # the resolution's outcome, or 'segv' / 'oom'
+    kind: str | None
+    start: int = 0
+    end: int = 0
+    pfn: int = 0
+    frame: bytes = b""           # the frame's bytes right after a file-load
+
+    @property
+    def page(self) -> int:
+        return self.vaddr & ~(PAGE_SIZE - 1)
+
+
+@dataclass
+class Tables:
+    """A process's page tables as it exited: decoded by hand from RAM, and as PageTable.leaves() says."""
+    fmt: PagingFormat
+    root: int
+    root_words: list[int]        # the root table's entries (PAE: the four PDPTEs)
+    kernel_words: list[int]      # the same entries of the kernel's table for this format
+    tables: list[tuple[int, int, list[int]]]   # (level, frame, entries) of every user table below the root
+    leaves: dict[int, int]       # vaddr -> leaf entry, by hand
+    api_leaves: dict[int, int]   # vaddr -> leaf entry, from PageTable.leaves()
+    table_pages: int
+    owners: dict[int, Owner]     # the owner tag of the root and of every table frame, at the time
+
+
+@dataclass
+class Run32:
+    kernel: Kernel
+    status: int
+    stdout: bytes
+    stderr: str
+    faults: list[Fault32]
+    base_frames: int             # frames in use once the kernel's 32-bit direct map exists, before spawn
+    base_owners: dict
+    tables: dict[int, Tables]    # by pid, as each exited
+    zero_pfn: int
+
+    def by(self, outcome: str, pid: int | None = None) -> list[Fault32]:
+        return [f for f in self.faults if f.outcome == outcome and (pid is None or f.pid == pid)]
+
+
+def decode_tables(ram: PhysicalMemory, paging: str, root: int) -> tuple[list[int], list, dict[int, int]]:
+    """Read a 32-bit address space's user tables from RAM by hand: (root entries, tables, leaves)."""
+    lay = LAYOUT[paging]
+    word = struct.Struct(lay["word"])
+    nroot = 1 << lay["widths"][0]
+
+    def entries(frame: int, n: int) -> list[int]:
+        return [word.unpack_from(ram.view, (frame << 12) + word.size * i)[0] for i in range(n)]
+
+    root_words = entries(root, nroot)
+    tables, leaves = [], {}
+
+    def visit(frame: int, level: int, base: int) -> None:
+        n = 1 << lay["widths"][level]
+        words = entries(frame, n)
+        tables.append((level, frame, words))
+        for i, e in enumerate(words):
+            if not e & P:
+                continue
+            va = base | (i << lay["shifts"][level])
+            if level == len(lay["widths"]) - 1:
+                leaves[va] = e
+            else:
+                visit((e & lay["frame"]) >> 12, level + 1, va)
+
+    for i in lay["user_roots"]:
+        if root_words[i] & P:
+            visit((root_words[i] & lay["frame"]) >> 12, 1, i << lay["shifts"][0])
+    return root_words, tables, leaves
+
+
+def run32(path: str, args: tuple[str, ...] = (), paging: str = "2level", **config) -> Run32:
+    """Run path on a fresh Kernel with 32-bit `paging`; record faults and each process's tables at exit."""
+    err = io.StringIO()
+    kernel = Kernel(Config(stderr=err, paging=paging, timeout=60, **config))
+    for fmt in (I386, I386_PAE):
+        kernel.kernel_table(fmt)          # the direct maps: built on first use, then kept for the run
+    base, base_owners = kernel.ram.used_frames, kernel.ram.frames_by_owner()
+    faults: list[Fault32] = []
+    tables: dict[int, Tables] = {}
+
+    def observe(proc, fault, res, error):
+        fmt = proc.aspace.fmt
+        if res is not None:
+            region = res.region
+            rec = Fault32(proc.pid, fmt, fault.vaddr, fault.access, fault.error_code, res.outcome,
+                          region.kind if region else None, region.start if region else 0,
+                          region.end if region else 0, res.pfn)
+            if res.outcome == "file-load":
+                rec.frame = bytes(kernel.ram.frame(res.pfn))
+        else:
+            rec = Fault32(proc.pid, fmt, fault.vaddr, fault.access, fault.error_code,
+                          "oom" if type(error).__name__ == "OutOfMemory" else "segv", None)
+        faults.append(rec)
+
+    exit_ = kernel.exit
+
+    def exit_and_record(proc, code=None, signal=None, *a, **kw):
+        pt = proc.aspace.pagetable
+        if proc.alive and pt.fmt is not X86_64:
+            name = "2level" if pt.fmt is I386 else "pae"
+            root_words, tabs, leaves = decode_tables(kernel.ram, name, pt.root)
+            kernel_root = kernel.kernel_table(pt.fmt).root
+            owners = {frame: kernel.ram.owner[frame] for frame in [pt.root] + [f for _l, f, _w in tabs]}
+            tables[proc.pid] = Tables(pt.fmt, pt.root, root_words, decode_tables(kernel.ram, name, kernel_root)[0],
+                                      tabs, leaves, {va: e for va, _s, e in pt.leaves()}, pt.table_pages, owners)
+        exit_(proc, code, signal, *a, **kw)
+
+    kernel.exit = exit_and_record
+    kernel.fault_observers.append(observe)
+    with tempfile.TemporaryFile() as out:
+        kernel.spawn(path, [path.encode()] + [a.encode() for a in args], [b"LC_ALL=C"], stdio=(0, out.fileno(), 2))
+        status = kernel.run()
+        out.seek(0)
+        stdout = out.read()
+    return Run32(kernel, status, stdout, err.getvalue(), faults, base, base_owners, tables, kernel.faults.zero_pfn)
+
+
+_RUNS: dict[tuple, Run32] = {}
+
+
+def cached_run32(path: str, args: tuple[str, ...] = (), paging: str = "2level") -> Run32:
+    """run32, once per (path, args, paging) in this test session (several tests look at the same run)."""
+    key = (path, args, paging)
+    if key not in _RUNS:
+        _RUNS[key] = run32(path, args, paging)
+    return _RUNS[key]
+
+
+def assert_frames_returned(r: Run32) -> None:
+    """Every frame the processes took is free again (the direct maps were built before the base count)."""
+    ram = r.kernel.ram
+    assert ram.used_frames == r.base_frames, (ram.frames_by_owner(), r.base_owners)
+    assert ram.frames_by_owner() == r.base_owners
+    assert ram.refcount[r.zero_pfn] == 1
+    assert ram.peak_used > r.base_frames
+
+
+# -- the kernel's quarter ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("paging", list(PAGINGS))
+def test_direct_map_is_built_on_first_use_and_kept(paging):
+    """The kernel's quarter maps low memory (896 MiB of the default 1 GiB) with 4 KiB pages: one PD and
+    224 PTs in 2-level paging; a PDPT, one PD and 448 PTs with PAE. Built once, shared, never freed."""
+    kernel = Kernel(Config(stderr=io.StringIO(), paging=paging))
+    fmt = PAGINGS[paging]
+    before = kernel.ram.frames_by_owner()
+    pt = kernel.kernel_table(fmt)
+    after = kernel.ram.frames_by_owner()
+    per_table = (4 if paging == "2level" else 2) * MIB
+    expected = 1 + (paging == "pae") + LOWMEM // per_table
+    assert after["page_table"] - before["page_table"] == expected
+    assert after["free"] == before["free"] - expected
+    assert kernel.kernel_table(fmt) is pt and kernel.ram.frames_by_owner() == after     # built once
+    # The direct map is supervisor-only: PAGE_OFFSET + paddr for every low frame, and nothing above.
+    for paddr in (0, 16 * MIB, LOWMEM - PAGE_SIZE):
+        e = pt.lookup(KERNEL_32 + paddr)
+        assert e & P and not e & U and (e & ptm.PTE_FRAME) == paddr
+    assert pt.lookup(KERNEL_32 + LOWMEM) == 0
+    # A run leaves it in place: frames are back to the count taken after it was built.
+    with tempfile.TemporaryFile() as out:
+        kernel.spawn(sample32("hello"), [b"hello"], [], stdio=(0, out.fileno(), 2))
+        assert kernel.run() == 0
+        out.seek(0)
+        assert out.read() == b"hello, world\n"
+    assert kernel.ram.frames_by_owner() == after
+
+
+@pytest.mark.parametrize("paging", list(PAGINGS))
+@pytest.mark.parametrize("addr", [0xC000_0000, 0xC100_0000])
+def test_user_read_of_the_kernel_quarter_is_a_protection_fault(gcc32, paging, addr):
+    """A user read at PAGE_OFFSET or 16 MiB above it finds a present, supervisor-only page: SIGSEGV (139),
+    as the host kills the same program (which, on a 64-bit kernel, finds nothing mapped there)."""
+    if addr == 0xC100_0000:
+        path, args = sample32("kernelread"), ()          # the sample's i386 build reads 0xc1000000
+    else:
+        path, args = gcc32(STATIC, READ_C), (hex(addr),)
+    out, status = native([path, *args])
+    r = run32(path, args, paging)
+    assert (r.stdout, r.status) == (out, status) == (f"reading {addr:#x}\n".encode(), 139), r.stderr
+    last = r.faults[-1]
+    assert (last.outcome, last.vaddr, last.access) == ("segv", addr, ACCESS_READ)
+    assert last.code == PF_PRESENT | PF_USER                         # present: a protection fault
+    line = r.stderr.strip()
+    assert line.startswith(f"run-elf: pid 1 killed by SIGSEGV: user read to {addr:#x} "
+                           "(present, supervisor-only, kernel"), line
+    assert r.kernel.kernel_table(PAGINGS[paging]).lookup(addr) & P
+    assert_frames_returned(r)
+
+
+# -- the tables are in the i386 formats --------------------------------------------------------------
+
+def test_i386_page_tables_are_a_directory_and_tables_of_1024_4_byte_entries():
+    r = cached_run32(sample32("bss"), ("8",))
+    assert r.status == 0 and b"pages touched: 8\n" in r.stdout, r.stderr
+    t = r.tables[1]
+    assert t.fmt is I386 and {f.fmt for f in r.faults} == {I386}
+    assert t.owners[t.root] == Owner.PAGE_TABLE
+    assert len(t.root_words) == 1024 and all(e < 1 << 32 for e in t.root_words)
+    # PDEs 768..1023 are copies of the kernel's (the shared quarter's page tables, supervisor-only; a
+    # walk sets the accessed bit in this directory's copy); the user's lie below.
+    assert [e & ~A for e in t.root_words[768:]] == [e & ~A for e in t.kernel_words[768:]]
+    kernel_pdes = [e for e in t.root_words[768:] if e & P]
+    assert len(kernel_pdes) == LOWMEM // (4 * MIB) and not any(e & U for e in kernel_pdes)
+    user_pdes = [e for e in t.root_words[:768] if e & P]
+    assert user_pdes and all(e & 0xFFF & (P | W | U) == P | W | U for e in user_pdes)
+    # Each user PDE points at a page table: one frame of 1024 four-byte PTEs.
+    assert [level for level, _f, _w in t.tables] == [1] * len(user_pdes)
+    for _level, frame, words in t.tables:
+        assert t.owners[frame] == Owner.PAGE_TABLE and len(words) == 1024
+    assert t.table_pages == 1 + len(user_pdes)
+    # The hand decoding (10/10/12) finds exactly the leaves PageTable reports.
+    assert t.leaves == t.api_leaves and t.leaves
+    assert all(va < STACK_TOP_32 for va in t.leaves)
+    # What the faults mapped is what the entries say: text read-only from its file-load frame; the
+    # pages bss.c wrote with frames of their own, writable and dirty; the ones it only read, the zero page.
+    text = [f for f in r.faults if f.kind == "text"]
+    assert text and {f.outcome for f in text} == {"file-load"}
+    for f in text:
+        e = t.leaves[f.page]
+        assert e >> 12 == f.pfn and e & (P | U | W) == P | U
+    written = {f.page for f in r.by("demand-zero") if f.kind == "bss"}
+    read_only = {f.page for f in r.by("zero-page") if f.kind == "bss"} - written
+    assert len(written) >= 7 and len(read_only) >= 200
+    for page in written:
+        assert t.leaves[page] & (W | D) == W | D and t.leaves[page] >> 12 != r.zero_pfn
+    for page in read_only:
+        assert t.leaves[page] >> 12 == r.zero_pfn and not t.leaves[page] & W
+
+
+def test_pae_page_tables_are_three_levels_of_8_byte_entries_with_nx():
+    r = cached_run32(sample32("bss"), ("8",), "pae")
+    assert r.status == 0 and b"pages touched: 8\n" in r.stdout, r.stderr
+    t = r.tables[1]
+    assert t.fmt is I386_PAE and {f.fmt for f in r.faults} == {I386_PAE}
+    # The root is a PDPT of four entries holding only P (W, U, A and NX are reserved there);
+    # PDPT[3] is the kernel's quarter, shared.
+    assert len(t.root_words) == 4 and t.root_words[3] == t.kernel_words[3]
+    assert all(e & 0xFFF == P and not e & NX for e in t.root_words if e)
+    levels = [level for level, _f, _w in t.tables]
+    assert set(levels) == {1, 2} and levels.count(1) == sum(1 for e in t.root_words[:3] if e & P)
+    assert t.owners[t.root] == Owner.PAGE_TABLE
+    for _level, frame, words in t.tables:
+        assert t.owners[frame] == Owner.PAGE_TABLE and len(words) == 512
+    assert t.leaves == t.api_leaves and t.leaves
+    # NX on every leaf but the executable ones: text and nothing else.
+    text = {f.page for f in r.faults if f.kind == "text"}
+    assert text
+    for va, e in t.leaves.items():
+        assert bool(e & NX) == (va not in text), hex(va)
+
+
+# -- demand paging, file pages, stack growth ---------------------------------------------------------
+
+@pytest.mark.parametrize("paging", list(PAGINGS))
+def test_i386_bss_pages_are_demand_zero(paging):
+    path = sample32("bss")
+    image = load_image(path)
+    data = [s for s in image.segments if s.kind == "data"][0]
+    bss_start, bss_end = (data.file_end + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1), data.end
+    big = Symbols(path).address_of("big")
+    n = 8
+    r = cached_run32(path, (str(n),), paging)
+    assert r.status == 0, r.stderr
+    # bss.c reads every page of big, then writes big[p * PAGE + (p * 17) % PAGE] for p < n.
+    written = {(big + p * PAGE_SIZE + (p * 17) % PAGE_SIZE) & ~(PAGE_SIZE - 1) for p in range(n)}
+    written_bss = {pg for pg in written if pg >= bss_start}
+    assert len(written_bss) >= n - 1
+    for pg in written_bss:
+        seq = [f for f in r.faults if f.page == pg]
+        assert [f.outcome for f in seq] == ["zero-page", "demand-zero"], (hex(pg), seq)
+        assert seq[0].pfn == r.zero_pfn and seq[0].code == PF_USER and seq[0].access == ACCESS_READ
+        assert seq[1].pfn != r.zero_pfn and seq[1].code == PF_PRESENT | PF_WRITE | PF_USER
+        assert all((f.kind, f.start, f.end) == ("bss", bss_start, bss_end) for f in seq)
+    # The pages bss.c only reads (its checksum loop) never get a frame of their own.
+    page = ~(PAGE_SIZE - 1)
+    only_read = range((big + (n + 1) * PAGE_SIZE) & page, (big + 256 * PAGE_SIZE) & page, PAGE_SIZE)
+    assert len(only_read) >= 200
+    for pg in only_read:
+        assert [(f.outcome, f.pfn) for f in r.faults if f.page == pg] == [("zero-page", r.zero_pfn)]
+    assert_frames_returned(r)
+
+
+def test_i386_heap_pages_are_demand_zero():
+    """heap.c's brk heap and its large (mmap2-backed) mallocs get their pages on first touch, zero-filled."""
+    path = sample32("heap")
+    out, status = native([path])
+    r = cached_run32(path)
+    assert (r.stdout, r.status) == (out, status) == (out, 0), r.stderr
+    brk = load_image(path).brk_start
+    heap = [f for f in r.faults if f.kind == "heap"]
+    mmap = [f for f in r.faults if f.kind == "mmap"]
+    assert len(heap) >= 100 and len(mmap) >= 1000               # 20000 small mallocs; 1+2+3+4 MiB + calloc 3 MiB
+    assert all(f.start == brk and brk <= f.vaddr < f.end < MMAP_BASE_32 for f in heap)
+    # Below the mmap base (mremap may grow a mapping above it, into the free space under the stack's limit).
+    assert all(MMAP_BASE_32 - 256 * MIB < f.start < MMAP_BASE_32 and f.end <= STACK_TOP_32 - 8 * MIB for f in mmap)
+    for faults in (heap, mmap):
+        first = {}
+        for f in faults:
+            first.setdefault(f.page, f)
+        assert {f.outcome for f in first.values()} <= {"demand-zero", "zero-page"}
+        assert "demand-zero" in {f.outcome for f in first.values()}
+        assert not [f for f in faults if f.outcome == "file-load"]
+    assert_frames_returned(r)
+
+
+def test_i386_text_arrives_by_file_load_on_first_touch():
+    path = sample32("hello")
+    image = load_image(path)
+    text_seg = [s for s in image.segments if s.kind == "text"][0]
+    raw = open(path, "rb").read()
+    r = cached_run32(path)
+    assert (r.stdout, r.status) == (b"hello, world\n", 0), r.stderr
+    text = [f for f in r.faults if f.kind == "text"]
+    assert text and {f.outcome for f in text} == {"file-load"}
+    assert len({f.page for f in text}) == len(text)                  # each page loaded once
+    first = text[0]
+    assert first.page == image.entry & ~(PAGE_SIZE - 1)              # the first instruction fetched
+    assert first.access == ACCESS_FETCH and first.code == PF_USER | PF_INSTR
+    for f in text:
+        lo, hi = max(f.page, text_seg.file_start), min(f.page + PAGE_SIZE, text_seg.file_end)
+        off = text_seg.offset + (lo - text_seg.start)
+        assert f.frame[lo - f.page:hi - f.page] == raw[off:off + hi - lo]
+    npages = (text_seg.end - text_seg.start) // PAGE_SIZE
+    assert npages > 16 and len(text) < npages                         # nothing loaded eagerly
+    assert_frames_returned(r)
+
+
+def test_i386_stack_grows_down_from_the_kernel_quarter():
+    path = sample32("recursion")
+    r = cached_run32(path)
+    assert r.status == 0 and b"depth reached: 3000\n" in r.stdout, r.stderr
+    grow = r.by("stack-grow")
+    assert len(grow) >= (3000 * 1024 - STACK_INITIAL) // PAGE_SIZE
+    pages = [f.page for f in grow]
+    assert all(STACK_TOP_32 - 8 * MIB <= pg < STACK_TOP_32 - STACK_INITIAL for pg in pages)
+    assert all(a > b for a, b in zip(pages, pages[1:])), "stack growth is not strictly downwards"
+    assert all((f.kind, f.start, f.end) == ("stack", f.page, STACK_TOP_32) for f in grow)
+    assert_frames_returned(r)
+
+
+@pytest.mark.parametrize("limit", [8 * MIB, 2 * MIB])
+def test_i386_stack_overflow_stops_at_the_limit(limit):
+    path = sample32("stackoverflow")
+    r = run32(path, stack_limit=limit)
+    if limit == 8 * MIB:
+        assert (r.stdout, r.status) == native([path])
+    assert (r.stdout, r.status) == (b"recursing without bound\n", 139)
+    last = r.faults[-1]
+    assert last.outcome == "segv" and last.page == STACK_TOP_32 - limit - PAGE_SIZE
+    assert last.code & (PF_PRESENT | PF_USER) == PF_USER
+    grow = r.by("stack-grow")
+    assert len(grow) == (limit - STACK_INITIAL) // PAGE_SIZE
+    assert min(f.page for f in grow) == STACK_TOP_32 - limit
+    assert f"past its limit of {limit >> 20} MiB" in r.stderr
+    assert_frames_returned(r)
+
+
+def test_i386_stack_growth_stops_at_the_guard_gap(gcc32):
+    r = run32(gcc32(STATIC, GUARDGAP_C))
+    assert r.status == 139, r.stderr
+    below = int(r.stdout.split()[0], 16)
+    assert below == STACK_TOP_32 - STACK_INITIAL - 4 * MIB
+    last = r.faults[-1]
+    assert last.outcome == "segv" and last.page == below + PAGE_SIZE + STACK_GUARD_GAP - PAGE_SIZE
+    grow = r.by("stack-grow")
+    assert min(f.page for f in grow) == below + PAGE_SIZE + STACK_GUARD_GAP
+    assert "guard gap" in r.stderr
+    assert_frames_returned(r)
+
+
+# -- NX: PAE has it, two-level paging has not ------------------------------------------------------------
+#
+# A 64-bit kernel runs i386 programs with NX, so natively a call into the stack or .data is SIGSEGV.
+# With --paging pae run-elf agrees: the leaf entry has bit 63 and the fetch is a protection fault.
+# Two-level i386 entries are 4 bytes wide and have no NX bit (Linux's _PAGE_NX is 0 there): a readable
+# page is executable, so the same program runs the `ret` and carries on, as on a real non-PAE i386.
+
+NX_PROGRAMS = {"stack": ("execstack", "calling code on the stack\n"), "data": ("execdata", "calling code in .data\n")}
+
+
+def nx_program(gcc32, which: str) -> str:
+    name = NX_PROGRAMS[which][0]
+    return sample32(name) if name == "execstack" else gcc32(STATIC, EXECDATA_C)
+
+
+@pytest.mark.parametrize("which", list(NX_PROGRAMS))
+def test_pae_nx_stops_a_jump_into_data(gcc32, which):
+    path = nx_program(gcc32, which)
+    r = run32(path, paging="pae")
+    assert (r.stdout, r.status) == native([path]) == (NX_PROGRAMS[which][1].encode(), 139), r.stderr
+    last = r.faults[-1]
+    assert (last.outcome, last.access) == ("segv", ACCESS_FETCH)
+    assert last.code == PF_PRESENT | PF_INSTR | PF_USER                # present, but no-execute
+    assert f"(present, no-execute, {which})" in r.stderr
+    assert r.tables[1].leaves[last.page] & NX
+    assert_frames_returned(r)
+
+
+@pytest.mark.parametrize("which", list(NX_PROGRAMS))
+def test_2level_has_no_nx_so_data_executes(gcc32, which):
+    path = nx_program(gcc32, which)
+    r = run32(path, paging="2level")
+    assert (r.stdout, r.status) == ((NX_PROGRAMS[which][1] + "survived\n").encode(), 1), r.stderr
+    assert not r.by("segv")
+    # The fetch needed no fault: the page the `ret` ran from was mapped when it was written (data) or
+    # grew (stack), and its writable, present, user 4-byte entry lets a fetch through.
+    assert not [f for f in r.faults if f.access == ACCESS_FETCH and f.kind == which]
+    leaves = r.tables[1].leaves
+    if which == "data":
+        pages = {Symbols(path).address_of("code") & ~(PAGE_SIZE - 1)}
+    else:
+        pages = {va for va in leaves if STACK_TOP_32 - STACK_INITIAL <= va < STACK_TOP_32}
+    assert pages and all(leaves[pg] & (P | W | U) == P | W | U and leaves[pg] < 1 << 32 for pg in pages)
+    assert_frames_returned(r)
+
+
+# -- exec across widths ----------------------------------------------------------------------------------
+
+def formats_in_order(faults: list[Fault32], pid: int) -> list[PagingFormat]:
+    """The paging formats of pid's faults, consecutive repeats collapsed."""
+    seq: list[PagingFormat] = []
+    for f in faults:
+        if f.pid == pid and (not seq or seq[-1] is not f.fmt):
+            seq.append(f.fmt)
+    return seq
+
+
+@pytest.mark.parametrize("paging", list(PAGINGS))
+def test_i386_program_execs_a_64bit_one(gcc32, paging):
+    """A 32-bit process execs busybox (64-bit): its faults change from the i386 format to x86-64's, and
+    the i386 tables and frames are all given back."""
+    path = gcc32(STATIC, EXEC_C)
+    args = ("/bin/busybox", "echo", "from busybox")
+    if not os.path.exists(args[0]):
+        pytest.skip("/bin/busybox is not installed (busybox-static)")
+    r = run32(path, args, paging)
+    assert (r.stdout, r.status) == native([path, *args]), r.stderr
+    assert r.stdout == b"exec /bin/busybox\nfrom busybox\n"
+    assert formats_in_order(r.faults, 1) == [PAGINGS[paging], X86_64]
+    assert 1 not in r.tables                 # it exited as a 64-bit process
+    assert_frames_returned(r)
+
+
+@pytest.mark.parametrize("paging", list(PAGINGS))
+def test_64bit_program_execs_an_i386_one(paging):
+    """The 64-bit forkexec's child execs hello-i386: the child's faults change from x86-64 to i386."""
+    path = os.path.join(SAMPLES_BIN, "forkexec")
+    args = (sample32("hello"),)
+    r = run32(path, args, paging)
+    assert (r.stdout, r.status) == native([path, *args]), r.stderr
+    assert b"hello, world\n" in r.stdout
+    assert formats_in_order(r.faults, 1) == [X86_64]
+    assert formats_in_order(r.faults, 2) == [X86_64, PAGINGS[paging]]
+    assert r.tables[2].fmt is PAGINGS[paging] and r.tables[2].leaves == r.tables[2].api_leaves
+    assert_frames_returned(r)
+
+
+# -- fork: copy-on-write, and every frame back -----------------------------------------------------------
+
+FORKCOW_BIG = 4 << 20          # forkcow.c's buffer, filled before fork (a malloc that glibc serves by mmap)
+FORKCOW_PAGES = FORKCOW_BIG // PAGE_SIZE
+
+
+def in_forkcow_big(f: Fault32) -> bool:
+    """Whether a fault is in forkcow's 4 MiB buffer: the one mmap region of 4 MiB to 5 MiB."""
+    return f.kind == "mmap" and FORKCOW_BIG <= f.end - f.start < FORKCOW_BIG + MIB
+
+
+# The samples that wait for their children need the i386 wait4 (osmodel/sys32.py), not there yet. Strict, so
+# the day it lands these fail as XPASS and the mark must go.
+NEEDS_WAIT4 = pytest.mark.xfail(strict=True, raises=AssertionError, reason="i386 wait4 not implemented yet")
+
+
+@NEEDS_WAIT4
+@pytest.mark.parametrize("paging", list(PAGINGS))
+def test_i386_fork_copy_on_write(paging):
+    """forkcow-i386: the child's first write to each page the parent filled before fork copies it (the
+    page is shared); once the child is gone the parent's writes reuse its own frames without a copy."""
+    path = sample32("forkcow")
+    out, status = native([path])
+    r = run32(path, paging=paging)
+    assert (r.stdout, r.status) == (out, status), r.stderr
+    assert status == 0 and b"child: wrote 512 pages of the big buffer" in out
+    assert sorted({f.pid for f in r.faults}) == [1, 2]
+    fork_at = next(i for i, f in enumerate(r.faults) if f.pid == 2)
+    before = {}                                   # page -> the parent's frame, as it filled the buffer
+    for f in r.faults[:fork_at]:
+        if in_forkcow_big(f) and f.access == ACCESS_WRITE:
+            before[f.page] = f.pfn
+    assert len(before) >= FORKCOW_PAGES
+    # The child writes every second page: each first write is a copy-on-write fault making a new frame.
+    first_write = {}
+    for f in r.faults[fork_at:]:
+        if f.pid == 2 and in_forkcow_big(f) and f.access == ACCESS_WRITE:
+            first_write.setdefault(f.page, f)
+    assert len(first_write) == FORKCOW_PAGES // 2
+    assert {f.outcome for f in first_write.values()} == {"cow-copy"}
+    assert all(f.code == PF_PRESENT | PF_WRITE | PF_USER and f.pfn != before[f.page] for f in first_write.values())
+    # Then the parent rewrites every page: it is the last owner of each, so the frame is reused.
+    parent_after = {}
+    for f in r.faults[fork_at:]:
+        if f.pid == 1 and in_forkcow_big(f) and f.access == ACCESS_WRITE:
+            parent_after.setdefault(f.page, f)
+    assert len(parent_after) == FORKCOW_PAGES
+    assert {f.outcome for f in parent_after.values()} == {"cow-reuse"}
+    assert all(f.pfn == before[f.page] for f in parent_after.values())
+    assert r.tables[2].fmt is r.tables[1].fmt is PAGINGS[paging]
+    assert_frames_returned(r)
+
+
+LEAK_CASES = [pytest.param(name, args, id=name, marks=[NEEDS_WAIT4] if waits else [])
+              for name, args, waits in [("args", ("a", "b c"), False), ("touch", ("4",), False), ("children", (), True),
+                                        ("pipe", (), True), ("waitstatus", (), True), ("forkexec", (), True)]]
+
+
+@pytest.mark.parametrize("name, args", LEAK_CASES)
+def test_i386_no_frame_leaked(name, args):
+    """Exited, forked, piped, killed and exec'd (to 64-bit hello) processes give back every frame."""
+    path = sample32(name)
+    r = run32(path, args)
+    assert (r.stdout, r.status) == native([path, *args]), r.stderr
+    assert_frames_returned(r)
