@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from osmodel.process import Process
     from osmodel.trace import Instruments
 
-__all__ = ["maps", "pagetable", "frames", "format_frames", "Dumper", "RunResult", "run_program"]
+__all__ = ["maps", "pagetable", "table_title", "frames", "format_frames", "Dumper", "RunResult", "run_program"]
 
 
 def maps(proc: Process) -> list[str]:
@@ -40,10 +40,20 @@ def maps(proc: Process) -> list[str]:
 
 
 def pagetable(proc: Process, user_only: bool = True) -> list[str]:
-    """proc's page-table tree in xv6 vmprint style: one line per present entry, indented by level
-    (PML4, PDPT, PD, PT), with its index, the virtual address it maps, the entry, its bits and frame.
-    The kernel half (shared by every process) only when `user_only` is False."""
+    """proc's page-table tree in xv6 vmprint style: one line per present entry, indented by level and named
+    by its paging format's levels (x86-64: PML4, PDPT, PD, PT; i386: PD, PT; i386 PAE: PDPT, PD, PT), with
+    its index, the virtual address it maps, the entry (as many hex digits as the entry has bytes: 8 for
+    i386's 4-byte entries), its bits and frame. The kernel part (above `aspace.user_top`, shared by every
+    process) only when `user_only` is False."""
     return proc.aspace.pagetable.dump(user_only)
+
+
+def table_title(proc: Process) -> str:
+    """'page table', or for a 32-bit process 'i386 page table (PD, PT)' naming its format and levels."""
+    if proc.bits == 64:
+        return "page table"
+    fmt = proc.aspace.fmt
+    return f"{fmt.name} page table ({', '.join(fmt.level_names)})"
 
 
 def frames(kernel: Kernel) -> dict[str, int]:
@@ -116,7 +126,8 @@ class Dumper:
             lines = pagetable(proc)
             self.pagetables[proc.pid] = lines
             if self.show_pagetable:
-                self._print([f"run-elf: page table of pid {proc.pid} ({proc.name}) at exit ({why}):"] + lines)
+                self._print([f"run-elf: {table_title(proc)} of pid {proc.pid} ({proc.name}) at exit ({why}):"]
+                            + lines)
         if proc.pid == 1 and (self.show_frames or self.keep):
             self.frames_at_exit = frames(self.kernel)
             if self.show_frames:

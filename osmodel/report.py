@@ -14,31 +14,58 @@ if TYPE_CHECKING:
     from osmodel.process import Process
     from vm.cpu import Trap
 
-__all__ = ["signal_name", "describe_fault", "describe_exception", "internal_error", "instruction"]
+__all__ = ["signal_name", "describe_fault", "describe_exception", "internal_error", "instruction", "disassemble",
+           "fault_address"]
 
+# The 3G/1G split's wording: where a 32-bit program's kernel quarter starts.
+SPLIT_NAME = "3G/1G split"
+_STACK_SLOT = {64: 8, 32: 4}                        # bytes a push or call stores
+_STRING_OPS = {"movs": ("si", "di"), "stos": ("di",), "lods": ("si",), "scas": ("di",), "cmps": ("si", "di")}
+_WIDTH_MASK = {64: (1 << 64) - 1, 32: 0xFFFF_FFFF, 16: 0xFFFF}
 
 
 @functools.cache
-def disassembler(detail: bool = False):
-    """A capstone x86-64 disassembler (imported on first use: most runs never report anything)."""
+def disassembler(detail: bool = False, bits: int = 64):
+    """A capstone disassembler for x86-64 code, or i386 code with bits=32 (imported on first use: most runs
+    never report anything)."""
     import capstone
-    cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64 if bits == 64 else capstone.CS_MODE_32)
     cs.detail = detail
     return cs
-_STRING_OPS = {"movs": ("rsi", "rdi"), "stos": ("rdi",), "lods": ("rsi",), "scas": ("rdi",), "cmps": ("rsi", "rdi")}
+
+
+def register(kernel: Kernel, name: str, bits: int) -> int:
+    """The value of general register `name` as capstone names it ('rax', 'eax', 'si', 'fs'...), at its
+    width; for bits=32 a 32-bit name is read through its 64-bit register and cut to 32 bits."""
+    reg = kernel.cpu.reg
+    if bits == 64:
+        return reg(name)
+    if len(name) == 3 and name[0] == "e" and name != "eiz":
+        return reg("r" + name[1:]) & _WIDTH_MASK[32]
+    if name in ("ax", "bx", "cx", "dx", "si", "di", "bp", "sp"):
+        return reg("r" + name) & _WIDTH_MASK[16]
+    return reg(name)
+
+
+def code_bits(proc: Process) -> int:
+    """The width of proc's code: 32 for an i386 program (compatibility mode), else 64."""
+    return 32 if proc.bits == 32 else 64
 
 
 def fault_address(kernel: Kernel, proc: Process, rip: int, fault: PageFault) -> int:
     """The exact faulting address (CR2). Unicorn reports only the page, so decode the instruction at rip
-    and compute its memory operands' effective addresses from the registers; the one in the faulting
-    page is the address. Falls back to the page address when nothing matches."""
+    (in the process's mode, 64-bit or i386) and compute its memory operands' effective addresses from the
+    registers; the one in the faulting page is the address. Falls back to the page address when nothing
+    matches."""
     page = fault.vaddr
     if fault.access == ACCESS_FETCH:
         return rip if page <= rip < page + 4096 else page
+    bits = code_bits(proc)
+    prefix = "r" if bits == 64 else "e"
+    sp = register(kernel, prefix + "sp", bits)
     code = kernel.peek(proc, rip, 16)
-    reg = kernel.cpu.reg
     import capstone
-    for insn in disassembler(True).disasm(code, rip, 1):
+    for insn in disassembler(True, bits).disasm(code, rip, 1):
         candidates = []
         for op in insn.operands:
             if op.type != capstone.x86.X86_OP_MEM:
@@ -47,21 +74,21 @@ def fault_address(kernel: Kernel, proc: Process, rip: int, fault: PageFault) -> 
             addr = m.disp
             if m.base:
                 name = insn.reg_name(m.base)
-                addr += insn.address + insn.size if name == "rip" else reg(name)
+                addr += insn.address + insn.size if name == "rip" else register(kernel, name, bits)
             if m.index:
-                addr += reg(insn.reg_name(m.index)) * m.scale
+                addr += register(kernel, insn.reg_name(m.index), bits) * m.scale
             if m.segment and insn.reg_name(m.segment) in ("fs", "gs"):
-                addr += reg(insn.reg_name(m.segment) + "_base")
+                addr += kernel.cpu.reg(insn.reg_name(m.segment) + "_base")
             candidates.append(addr)
-        for prefix, regs in _STRING_OPS.items():
-            if insn.mnemonic.split()[-1].startswith(prefix):
-                candidates += [reg(r) for r in regs]
+        for op_name, regs in _STRING_OPS.items():
+            if insn.mnemonic.split()[-1].startswith(op_name):
+                candidates += [register(kernel, prefix + r, bits) for r in regs]
         if insn.mnemonic.startswith("push") or insn.mnemonic.startswith("call"):
-            candidates.append(reg("rsp") - 8)
+            candidates.append(sp - _STACK_SLOT[bits])
         if insn.mnemonic.startswith("pop") or insn.mnemonic.startswith("ret"):
-            candidates.append(reg("rsp"))
+            candidates.append(sp)
         for addr in candidates:
-            addr &= (1 << 64) - 1
+            addr &= _WIDTH_MASK[bits]
             if page <= addr < page + 4096:
                 return addr
         # An access that starts in the page before and spills into this one.
@@ -71,16 +98,31 @@ def fault_address(kernel: Kernel, proc: Process, rip: int, fault: PageFault) -> 
     return page
 
 
+def disassemble(kernel: Kernel, proc: Process, rip: int) -> str:
+    """'mov byte ptr [rax], 0xc3': the instruction at rip in proc's mode, '' if it cannot be read."""
+    code = kernel.peek(proc, rip, 16)
+    for insn in disassembler(False, code_bits(proc)).disasm(code, rip, 1):
+        return f"{insn.mnemonic} {insn.op_str}".rstrip()
+    return ""
+
+
 def instruction(kernel: Kernel, proc: Process, rip: int) -> str:
     """'0x401a2e <main+0x1e>: mov byte ptr [rax], 0xc3' (what can be known of it)."""
     where = f"{rip:#x}"
     sym = proc.symbols.format(rip) if proc.symbols else ""
     if sym:
         where += f" <{sym}>"
-    code = kernel.peek(proc, rip, 16)
-    for insn in disassembler().disasm(code, rip, 1):
-        return f"{where}: {insn.mnemonic} {insn.op_str}".rstrip()
-    return where
+    insn = disassemble(kernel, proc, rip)
+    return f"{where}: {insn}" if insn else where
+
+
+def region_words(proc: Process, fault: PageFault, error: object) -> str:
+    """The region a fault hit, as reports name it: 'text', 'none', or for an i386 program's kernel
+    quarter 'kernel: above the 3G/1G split at 0xc0000000'."""
+    region = str(error) if error is not None else "none"
+    if code_bits(proc) == 32 and region == "kernel" and fault.vaddr >= proc.aspace.user_top:
+        region += f": above the {SPLIT_NAME} at {proc.aspace.user_top:#x}"
+    return region
 
 
 def describe_fault(kernel: Kernel, proc: Process, fault: PageFault, error: object, rip: int) -> str:
@@ -101,7 +143,7 @@ def describe_fault(kernel: Kernel, proc: Process, fault: PageFault, error: objec
             why = "present, no access"
     else:
         why = "not present"
-    region = str(error) if error is not None else "none"
+    region = region_words(proc, fault, error)
     return f"{who} {ACCESS_NAMES[fault.access]} to {address:#x} ({why}, {region}) at {at}"
 
 

@@ -207,6 +207,10 @@ def print_stats(kernel: Kernel, seconds: float, out: TextIO, collector: StatsCol
             peak = max(peak, collector.peak_resident.get(proc.pid, 0))
             tables = max(tables, collector.table_pages.get(proc.pid, 0))
         w(f"pid {proc.pid} ({proc.name}): {_status(proc)}")
+        if proc.bits == 32:
+            fmt = proc.aspace.fmt
+            w(f"  32-bit (i386) process: {fmt.name} paging ({', '.join(fmt.level_names)}), "
+              f"user space below {proc.aspace.user_top:#x}")
         w(f"  page faults: {total} ({total - major - failed} minor, {major} major"
           + (f", {failed} refused" if failed else "") + ")")
         for kind in OUTCOMES:

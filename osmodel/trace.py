@@ -24,14 +24,12 @@ import os
 import re
 from typing import TYPE_CHECKING, Iterator, TextIO
 
-import capstone
-
 from osmodel import report
 from osmodel.fault import OOM, OUTCOMES, SEGV
 from osmodel.stats import StatsCollector, add_tlb_listener, owner_pid, print_stats
 from vm.icount import InstructionCounter
 from vm.mmu import ACCESS_FETCH, ACCESS_NAMES, PF_USER, PageFault, describe_error_code
-from vm.pagetable import KERNEL_HALF, PTE_FRAME, PTE_NX, PTE_USER, PTE_WRITABLE, describe_pte
+from vm.pagetable import PTE_FRAME, PTE_NX, PTE_USER, PTE_WRITABLE, describe_pte
 from vm.ram import OutOfMemory
 from vm.tlb import GLOBAL_ASID
 
@@ -44,6 +42,7 @@ __all__ = ["SCHEMA", "FAULT_SCHEMA", "TLB_SCHEMA", "LIMIT_SCHEMA", "FAULT_COLUMN
            "TLB_EVENTS", "TraceWriter", "open_trace", "trace_format", "FaultTracer", "TlbTracer", "Instruments",
            "validate", "read_jsonl", "perms"]
 
+INT80_SIZE = 2          # bytes of `int 0x80`: the i386 system-call hook sees EIP past it
 REGIONS = ("text", "rodata", "data", "bss", "heap", "stack", "mmap", "kernel", "none")
 TLB_EVENTS = ("miss", "fill", "evict", "invalidate", "flush", "walk", "switch")
 FORMATS = ("jsonl", "csv", "table")
@@ -359,25 +358,33 @@ class FaultTracer:
         self.kernel = kernel
         self.writer = writer
         self.counter = counter
-        self._syscall: tuple[Process, int, object] | None = None   # (process, rip, symbols) in a system call
-        self._cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+        self._syscall: tuple[Process, int, object, str] | None = None   # (process, rip, symbols, instruction)
 
     def attach(self) -> FaultTracer:
         k = self.kernel
         k.fault_observers.append(self.observe)
         cpu = k.cpu
-        on_syscall = cpu.on_syscall
+        cpu.on_syscall = self._noted(cpu.on_syscall, "syscall", 0)
+        if getattr(cpu, "on_int80", None) is not None:
+            cpu.on_int80 = self._noted(cpu.on_int80, "int 0x80", INT80_SIZE)
+        return self
+
+    def _noted(self, handler, insn: str, past: int):
+        """`handler` (a system-call entry of the CPU) wrapped to remember, while it runs, the process, the
+        system-call instruction `insn` (`past` bytes before RIP in the hook) and its symbols."""
+        k = self.kernel
+        cpu = k.cpu
 
         def noted_syscall(*args, **kwargs) -> None:
             proc = k.current
-            self._syscall = (proc, cpu.reg("rip"), proc.symbols if proc is not None else None)
+            self._syscall = (proc, cpu.reg("rip") - past, proc.symbols if proc is not None else None, insn)
             try:
-                on_syscall(*args, **kwargs)
+                handler(*args, **kwargs)
             finally:
                 self._syscall = None
 
-        cpu.on_syscall = noted_syscall
-        return self
+        noted_syscall.__doc__ = handler.__doc__
+        return noted_syscall
 
     def observe(self, proc: Process, fault: PageFault, res: Resolution | None, error: object) -> None:
         if self.writer.full:
@@ -395,14 +402,14 @@ class FaultTracer:
             mode = "user"
             rip = k.cpu.reg("rip")
             address = fault.vaddr if fault.noncanonical else report.fault_address(k, proc, rip, fault)
-            insn = self._disasm(proc, rip)
+            insn = report.disassemble(k, proc, rip)
             retired = counter.retired_at(rip, fault.access == ACCESS_FETCH) if counter else None
         else:
             mode = "kernel"
             address = fault.vaddr          # copyin/copyout know the exact address
             sc = self._syscall
             if sc is not None and sc[0] is proc:
-                rip, symbols, insn = sc[1], sc[2], "syscall"
+                rip, symbols, insn = sc[1], sc[2], sc[3]
                 retired = counter.retired_at(rip) if counter else None
             else:
                 rip, insn = None, ""
@@ -432,14 +439,9 @@ class FaultTracer:
             "access": ACCESS_NAMES[fault.access], "error_code": code, "error": meaning, "region": kind,
             "outcome": outcome, "pfn": res.pfn if res is not None and res.pfn else None,
             "major": bool(res is not None and res.major), "around": res.around if res is not None else 0,
-            "instruction": insn, "reason": str(error) if error is not None else None,
+            "instruction": insn,
+            "reason": report.region_words(proc, fault, error) if error is not None else None,
         }
-
-    def _disasm(self, proc: Process, rip: int) -> str:
-        code = self.kernel.peek(proc, rip, 16)
-        for insn in self._cs.disasm(code, rip, 1):
-            return f"{insn.mnemonic} {insn.op_str}".rstrip()
-        return ""
 
 
 class TlbTracer:

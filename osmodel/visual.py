@@ -383,15 +383,17 @@ class _Charts:
 
     # the address-space map
     def _segments(self) -> list[dict]:
-        """Bands of the address map: runs of faulting pages no more than _SEGMENT_GAP apart."""
+        """Bands of the address map: runs of faulting pages no more than _SEGMENT_GAP apart; the kernel's part
+        is a band of its own (a 32-bit stack ends right at the 3G/1G split)."""
         pts = sorted((f.address, f.region) for f in self.data.faults if f.address is not None)
         segs: list[dict] = []
         for addr, region in pts:
-            if segs and addr - segs[-1]["hi"] <= _SEGMENT_GAP:
+            kernel = region == "kernel"
+            if segs and addr - segs[-1]["hi"] <= _SEGMENT_GAP and segs[-1]["kernel"] == kernel:
                 seg = segs[-1]
                 seg["hi"] = addr
             else:
-                seg = {"lo": addr, "hi": addr, "regions": Counter()}
+                seg = {"lo": addr, "hi": addr, "regions": Counter(), "kernel": kernel}
                 segs.append(seg)
             seg["regions"][region] += 1
         for seg in segs:
@@ -680,7 +682,7 @@ def _stats_html(data: TraceData, colors: dict[str, str], outcomes: list[str]) ->
             side.append(_table(["entries read in a walk", "walks"],
                                [[k, levels[k]] for k in sorted(levels)]))
             side.append('<p class="note">1 entry: the paging-structure cache held the upper levels; '
-                        '4: a full walk.</p></div>')
+                        'a full walk reads 4 (x86-64), 3 (i386 PAE) or 2 (i386).</p></div>')
         reasons = Counter((e.event, e.reason or "") for e in data.tlb if e.event in TLB_MARK_EVENTS)
         if reasons:
             side.append("<div><h3>Invalidations, flushes and switches by reason</h3>")
