@@ -32,7 +32,7 @@ from osmodel.fault import OOM, SEGV, FaultHandler, Resolution, Segv
 from osmodel.files import Block, FdTable, HostFile, SysError, host_umask
 from osmodel.process import RUNNABLE, SIG_DFL, SIG_IGN, SLEEPING, ZOMBIE, Process
 from osmodel.pagecache import FileBacking, PageCache
-from osmodel.sigframe import SI_KERNEL, deliver, siginfo
+from osmodel.sigframe import NO_ALTSTACK, deliver, siginfo, trap_siginfo
 from osmodel.vfs import FileSystem
 from osmodel.signals import IGNORED_BY_DEFAULT, SIGCHLD, SIGKILL, SIGSEGV, signal_for_interrupt
 from vm import gdt
@@ -353,6 +353,7 @@ class Kernel:
             raise SysError(errno.E2BIG if "too long" in str(err) else errno.ENOEXEC) from None
         proc.files.close_on_exec()
         proc.signal_contexts.clear()
+        proc.altstack = NO_ALTSTACK
         for sig in list(proc.sigactions):
             if proc.handler(sig) != SIG_IGN:
                 del proc.sigactions[sig]
@@ -377,7 +378,7 @@ class Kernel:
         child.pgid, child.sid = parent.pgid, parent.sid
         child.umask, child.rlimits = parent.umask, dict(parent.rlimits)
         child.exe, child.name, child.symbols = parent.exe, parent.name, parent.symbols
-        child.sigactions, child.sigmask = dict(parent.sigactions), parent.sigmask
+        child.sigactions, child.sigmask, child.altstack = dict(parent.sigactions), parent.sigmask, parent.altstack
         child.tls = list(parent.tls)
         child.context = self._child_context(stack, tls)
         self._write_task_record(child)
@@ -791,7 +792,7 @@ class Kernel:
             return
         if trap.kind == "interrupt":
             sig = signal_for_interrupt(trap.intno)
-            if self.handled_synchronously(proc, sig, siginfo(sig, code=SI_KERNEL, addr=0)):
+            if self.handled_synchronously(proc, sig, trap_siginfo(trap.intno, sig, trap.rip)):
                 return
             self.kill(proc, sig, report.describe_exception(self, proc, trap.intno, trap.rip))
             return

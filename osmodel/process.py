@@ -64,6 +64,7 @@ class Process:
     wake_at: float = 0.0                  # time.monotonic() at which a nanosleep ends (0: not sleeping)
     interrupted_call: str = ""            # the system call it sleeps in, if a signal may interrupt it
     tls: list[int] = field(default_factory=lambda: [0, 0, 0])   # set_thread_area's GDT descriptors (32-bit)
+    altstack: tuple[int, int, int] = (0, 0, 2)   # sigaltstack: ss_sp, ss_size, ss_flags (SS_DISABLE: none)
 
     @property
     def tgid(self) -> int:

@@ -10,9 +10,9 @@ import time
 from typing import TYPE_CHECKING
 
 from osmodel.files import Block, SysError
-from osmodel.process import SIG_IGN
+from osmodel import sigframe
 from osmodel.signals import SIGCHLD, SIGKILL, SIGSTOP
-from osmodel.syscall import signed32, syscall
+from osmodel.syscall import signed32, syscall, syscall32
 
 if TYPE_CHECKING:
     from osmodel.kernel import Kernel
@@ -338,32 +338,49 @@ def sys_wait4(k: Kernel, p: Process, pid: int, status: int, options: int, rusage
     return child.pid
 
 
-@syscall("waitid", "ddpxp")
-def sys_waitid(k: Kernel, p: Process, idtype: int, ident: int, infop: int, options: int, rusage: int) -> int:
+def wait_id(k: Kernel, p: Process, idtype: int, ident: int, infop: int, options: int, compat: bool) -> int:
+    """waitid: the child's siginfo goes to infop as siginfo_t, or with `compat` as i386's compat_siginfo_t;
+    as on Linux, only si_signo, si_errno, si_code, si_pid, si_uid and si_status are written."""
     if not options & WEXITED or idtype not in (P_ALL, P_PID, P_PGID):
         raise SysError(errno.EINVAL)
     ident = signed32(ident)
     match = {P_ALL: lambda c: True, P_PID: lambda c: c.pid == ident,
              P_PGID: lambda c: c.pgid == (ident or p.pgid)}[idtype]
     child = find_zombie(k, p, match)
-    if child is None:
-        if options & WNOHANG:
-            if infop:
-                k.copyout(p, infop, bytes(128))
-            return 0
+    if child is None and not options & WNOHANG:
         raise Block(p)
-    if infop:
+    info = bytes(sigframe.SIGINFO_SIZE)         # WNOHANG and no child has exited: all zero
+    if child is not None:
         killed = child.killed_by is not None
         code, value = (CLD_KILLED, child.killed_by) if killed else (CLD_EXITED, child.exit_code or 0)
-        info = struct.pack("<iii4xiIi", SIGCHLD, 0, code, child.pid, os.getuid(), value)
-        k.copyout(p, infop, info.ljust(128, b"\0"))
-    if not options & WNOWAIT:
+        info = sigframe.siginfo(SIGCHLD, code=code, pid=child.pid, uid=os.getuid(), status=value)
+    if infop:
+        info, union = (sigframe.siginfo32(info), 12) if compat else (info, 16)
+        k.copyout(p, infop, info[:12])
+        k.copyout(p, infop + union, info[union:union + 12])
+    if child is not None and not options & WNOWAIT:
         k.reap(child)
     return 0
 
 
+@syscall("waitid", "ddpxp")
+def sys_waitid(k: Kernel, p: Process, idtype: int, ident: int, infop: int, options: int, rusage: int) -> int:
+    return wait_id(k, p, idtype, ident, infop, options, False)
+
+
+@syscall32("waitid", "ddpxp")
+def sys_waitid32(k: Kernel, p: Process, idtype: int, ident: int, infop: int, options: int, rusage: int) -> int:
+    """waitid with compat_siginfo_t."""
+    return wait_id(k, p, idtype, ident, infop, options, True)
+
+
 @syscall("kill", "dd")
 def sys_kill(k: Kernel, p: Process, pid: int, sig: int) -> int:
+    return send_signal(k, p, pid, sig, sigframe.SI_USER)
+
+
+def send_signal(k: Kernel, p: Process, pid: int, sig: int, code: int) -> int:
+    """Send sig to a process, a group or everyone (-1), with si_code `code` (SI_USER, or SI_TKILL for tkill)."""
     pid, sig = signed32(pid), signed32(sig)
     if not 0 <= sig <= 64:
         raise SysError(errno.EINVAL)
@@ -377,37 +394,21 @@ def sys_kill(k: Kernel, p: Process, pid: int, sig: int) -> int:
     if not targets:
         raise SysError(errno.ESRCH)
     for t in targets:
-        k.signal(t, sig, sender=p)
+        k.signal(t, sig, sender=p, info=sigframe.siginfo(sig, code=code, pid=p.tgid, uid=os.getuid()))
     return 0
 
 
 @syscall("tkill", "dd")
 def sys_tkill(k: Kernel, p: Process, tid: int, sig: int) -> int:
-    return sys_kill(k, p, tid, sig)
+    return send_signal(k, p, tid, sig, sigframe.SI_TKILL)
 
 
 @syscall("tgkill", "ddd")
 def sys_tgkill(k: Kernel, p: Process, tgid: int, tid: int, sig: int) -> int:
-    return sys_kill(k, p, tid, sig)
+    return send_signal(k, p, tid, sig, sigframe.SI_TKILL)
 
 
 SIGSET_SIZE = 8
-SIGACTION = 32      # struct kernel_sigaction: handler, flags, restorer, mask
-
-
-@syscall("rt_sigaction", "dppu")
-def sys_rt_sigaction(k: Kernel, p: Process, sig: int, act: int, oldact: int, size: int) -> int:
-    """Install or read a signal action (delivered by osmodel.sigframe; SIGKILL and SIGSTOP cannot be changed)."""
-    sig = signed32(sig)
-    if not 1 <= sig <= 64 or size != SIGSET_SIZE or (act and sig in (SIGKILL, SIGSTOP)):
-        raise SysError(errno.EINVAL)
-    if oldact:
-        k.copyout(p, oldact, p.sigactions.get(sig, bytes(SIGACTION)))
-    if act:
-        p.sigactions[sig] = k.copyin(p, act, SIGACTION)
-        if p.handler(sig) == SIG_IGN:
-            p.pending &= ~(1 << (sig - 1))
-    return 0
 
 
 @syscall("rt_sigprocmask", "dppu")
@@ -429,15 +430,6 @@ def sys_rt_sigprocmask(k: Kernel, p: Process, how: int, nset: int, oset: int, si
     if oset:
         k.copyout(p, oset, struct.pack("<Q", old))
     return 0                       # signals it unblocked are delivered on the way back to user mode
-
-
-@syscall("sigaltstack", "pp")
-def sys_sigaltstack(k: Kernel, p: Process, ss: int, old: int) -> int:
-    if old:
-        k.copyout(p, old, struct.pack("<QiiQ", 0, 2, 0, 0))     # SS_DISABLE: no alternate stack yet
-    if ss:
-        k.copyin(p, ss, 24)
-    return 0
 
 
 @syscall("setpgid", "dd")
