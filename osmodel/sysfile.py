@@ -25,7 +25,8 @@ AT_EMPTY_PATH = 0x1000
 TCGETS = 0x5401
 TIOCGWINSZ = 0x5413
 FIONREAD = 0x541B
-IOV = struct.Struct("<QQ")
+IOV = struct.Struct("<QQ")           # struct iovec (x86-64): iov_base, iov_len
+TIMESPEC = struct.Struct("<qq")      # struct timespec (x86-64)
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
@@ -113,19 +114,18 @@ def sys_pread64(k: Kernel, p: Process, fd: int, buf: int, count: int, offset: in
     return len(data)
 
 
-def iovecs(k: Kernel, p: Process, iov: int, iovcnt: int) -> list[tuple[int, int]]:
-    """The (base, length) pairs of a user iovec array."""
+def iovecs(k: Kernel, p: Process, iov: int, iovcnt: int, layout: struct.Struct = IOV) -> list[tuple[int, int]]:
+    """The (base, length) pairs of a user iovec array (of the ABI's struct iovec `layout`)."""
     if signed32(iovcnt) < 0 or iovcnt > 1024:
         raise SysError(errno.EINVAL)
-    raw = k.copyin(p, iov, IOV.size * iovcnt)
-    return [IOV.unpack_from(raw, i * IOV.size) for i in range(iovcnt)]
+    raw = k.copyin(p, iov, layout.size * iovcnt)
+    return [layout.unpack_from(raw, i * layout.size) for i in range(iovcnt)]
 
 
-@syscall("readv", "dpd")
-def sys_readv(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int) -> int:
-    f = p.files.get(signed32(fd))
+def read_vectors(k: Kernel, p: Process, f, vectors: list[tuple[int, int]]) -> int:
+    """readv: fill the buffers in turn from f's position, stopping at a short read; the bytes read."""
     total = 0
-    for base, length in iovecs(k, p, iov, iovcnt):
+    for base, length in vectors:
         if not length:
             continue
         data = f.read(min(length, MAX_IO))
@@ -136,10 +136,21 @@ def sys_readv(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int) -> int:
     return total
 
 
+def gather(k: Kernel, p: Process, vectors: list[tuple[int, int]]) -> bytes:
+    """writev's data: the buffers' bytes, concatenated."""
+    return b"".join(k.copyin(p, base, min(length, MAX_IO)) for base, length in vectors)
+
+
+@syscall("readv", "dpd")
+def sys_readv(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int) -> int:
+    f = p.files.get(signed32(fd))
+    return read_vectors(k, p, f, iovecs(k, p, iov, iovcnt))
+
+
 @syscall("writev", "dpd")
 def sys_writev(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int) -> int:
     f = p.files.get(signed32(fd))
-    data = b"".join(k.copyin(p, base, min(length, MAX_IO)) for base, length in iovecs(k, p, iov, iovcnt))
+    data = gather(k, p, iovecs(k, p, iov, iovcnt))
     return write_file(k, f, data) if data else 0
 
 
@@ -412,6 +423,13 @@ LIBC.syscall.restype = ctypes.c_long
 def sys_getdents64(k: Kernel, p: Process, fd: int, dirp: int, count: int) -> int:
     """The host's entries of a directory, in its own order, through the directory's host descriptor
     (the record format is the same linux_dirent64 the guest expects)."""
+    data = dirents64(k, p, fd, count)
+    k.copyout(p, dirp, data)
+    return len(data)
+
+
+def dirents64(k: Kernel, p: Process, fd: int, count: int) -> bytes:
+    """Up to count bytes of the directory's next linux_dirent64 records (the guest's /proc listing for /proc)."""
     file = p.files.get(signed32(fd))
     if not isinstance(file, HostFile) or not file.is_directory():
         raise SysError(errno.ENOTDIR)
@@ -423,8 +441,7 @@ def sys_getdents64(k: Kernel, p: Process, fd: int, dirp: int, count: int) -> int
     data = buf.raw[:n]
     if file.host_path == "/proc" and k.fs.root is None:
         data = procfs.list_proc(k, file, data, size)
-    k.copyout(p, dirp, data)
-    return len(data)
+    return data
 
 
 POLLFD = struct.Struct("<ihh")
@@ -436,10 +453,11 @@ def sys_poll(k: Kernel, p: Process, fds: int, nfds: int, timeout: int) -> int:
 
 
 @syscall("ppoll", "pupp")
-def sys_ppoll(k: Kernel, p: Process, fds: int, nfds: int, tsp: int, sigmask: int) -> int:
+def sys_ppoll(k: Kernel, p: Process, fds: int, nfds: int, tsp: int, sigmask: int,
+              timespec: struct.Struct = TIMESPEC) -> int:
     timeout = -1
     if tsp:
-        sec, nsec = struct.unpack("<qq", k.copyin(p, tsp, 16))
+        sec, nsec = timespec.unpack(k.copyin(p, tsp, timespec.size))
         timeout = sec * 1000 + nsec // 10**6
     return poll_files(k, p, fds, nfds, timeout)
 

@@ -641,7 +641,10 @@ def sys_fchown(k: Kernel, p: Process, fd: int, uid: int, gid: int) -> int:
     return 0
 
 
-TIMESPEC2 = struct.Struct("<qqqq")
+TIMESPEC2 = struct.Struct("<qqqq")      # struct timespec[2] (x86-64): atime, mtime
+TIMEVAL2 = struct.Struct("<qqqq")       # struct timeval[2] (x86-64)
+UTIMBUF = struct.Struct("<qq")          # struct utimbuf (x86-64): actime, modtime
+LOFF_T = struct.Struct("<q")            # loff_t, as sendfile's offset
 LIBC.utimensat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
 LIBC.futimens.argtypes = [ctypes.c_int, ctypes.c_char_p]
 
@@ -681,38 +684,40 @@ def set_times(k: Kernel, p: Process, dirfd: int, path: bytes | None, times: byte
 
 
 @syscall("utimensat", "Fspx")
-def sys_utimensat(k: Kernel, p: Process, dirfd: int, path: int, times: int, flags: int) -> int:
+def sys_utimensat(k: Kernel, p: Process, dirfd: int, path: int, times: int, flags: int,
+                  layout: struct.Struct = TIMESPEC2) -> int:
     """Set access and modification times (UTIME_NOW, UTIME_OMIT; NULL times: now; NULL path: dirfd itself)."""
     raw = k.copyinstr(p, path) if path else None
-    return set_times(k, p, dirfd, raw, k.copyin(p, times, TIMESPEC2.size) if times else None, flags)
+    return set_times(k, p, dirfd, raw, TIMESPEC2.pack(*layout.unpack(k.copyin(p, times, layout.size))) if times
+                     else None, flags)
 
 
-def timevals(k: Kernel, p: Process, tvp: int) -> bytes | None:
-    """struct timeval[2] as struct timespec[2] bytes (EINVAL for microseconds out of range)."""
+def timevals(k: Kernel, p: Process, tvp: int, layout: struct.Struct = TIMEVAL2) -> bytes | None:
+    """The ABI's struct timeval[2] as struct timespec[2] bytes (EINVAL for microseconds out of range)."""
     if not tvp:
         return None
-    asec, ausec, msec, musec = TIMESPEC2.unpack(k.copyin(p, tvp, TIMESPEC2.size))
+    asec, ausec, msec, musec = layout.unpack(k.copyin(p, tvp, layout.size))
     if not 0 <= ausec < 10**6 or not 0 <= musec < 10**6:
         raise SysError(errno.EINVAL)
     return TIMESPEC2.pack(asec, ausec * 1000, msec, musec * 1000)
 
 
 @syscall("utimes", "sp")
-def sys_utimes(k: Kernel, p: Process, path: int, tvp: int) -> int:
-    return set_times(k, p, AT_FDCWD, guest_path(k, p, path), timevals(k, p, tvp), 0)
+def sys_utimes(k: Kernel, p: Process, path: int, tvp: int, layout: struct.Struct = TIMEVAL2) -> int:
+    return set_times(k, p, AT_FDCWD, guest_path(k, p, path), timevals(k, p, tvp, layout), 0)
 
 
 @syscall("futimesat", "Fsp")
-def sys_futimesat(k: Kernel, p: Process, dirfd: int, path: int, tvp: int) -> int:
+def sys_futimesat(k: Kernel, p: Process, dirfd: int, path: int, tvp: int, layout: struct.Struct = TIMEVAL2) -> int:
     raw = k.copyinstr(p, path) if path else None
-    return set_times(k, p, dirfd, raw, timevals(k, p, tvp), 0)
+    return set_times(k, p, dirfd, raw, timevals(k, p, tvp, layout), 0)
 
 
 @syscall("utime", "sp")
-def sys_utime(k: Kernel, p: Process, path: int, buf: int) -> int:
+def sys_utime(k: Kernel, p: Process, path: int, buf: int, layout: struct.Struct = UTIMBUF) -> int:
     times = None
     if buf:
-        atime, mtime = struct.unpack("<qq", k.copyin(p, buf, 16))
+        atime, mtime = layout.unpack(k.copyin(p, buf, layout.size))
         times = TIMESPEC2.pack(atime, 0, mtime, 0)
     return set_times(k, p, AT_FDCWD, guest_path(k, p, path), times, 0)
 
@@ -873,7 +878,8 @@ def writable(f: File) -> bool:
 
 
 @syscall("sendfile", "ddpu")
-def sys_sendfile(k: Kernel, p: Process, out_fd: int, in_fd: int, offset: int, count: int) -> int:
+def sys_sendfile(k: Kernel, p: Process, out_fd: int, in_fd: int, offset: int, count: int,
+                 off_t: struct.Struct = LOFF_T) -> int:
     """Copy from a regular file to any descriptor through the kernel's own read and write: the data is
     read where the input stands (or at *offset), written, and only what was written is consumed, so a
     write that has to wait (a full pipe) consumes nothing. An input that is not a regular file is EINVAL,
@@ -887,7 +893,7 @@ def sys_sendfile(k: Kernel, p: Process, out_fd: int, in_fd: int, offset: int, co
     if dst.flags & os.O_APPEND and isinstance(dst, HostFile) and statmod.S_ISREG(dst.stat().st_mode):
         raise SysError(errno.EINVAL)
     if offset:
-        pos = signed(struct.unpack("<q", k.copyin(p, offset, 8))[0])
+        pos = off_t.unpack(k.copyin(p, offset, off_t.size))[0]
         if pos < 0:
             raise SysError(errno.EINVAL)
     else:
@@ -895,7 +901,7 @@ def sys_sendfile(k: Kernel, p: Process, out_fd: int, in_fd: int, offset: int, co
     data = src.pread(min(count, MAX_IO), pos)
     n = write_file(k, dst, data) if data else 0
     if offset:
-        k.copyout(p, offset, struct.pack("<q", pos + n))
+        k.copyout(p, offset, off_t.pack(pos + n))
     else:
         src.lseek(pos + n, os.SEEK_SET)
     return n
@@ -955,24 +961,32 @@ def guest_statfs(k: Kernel, raw: bytes, on_guest_fs: bool) -> bytes:
     return bytes(data)
 
 
-@syscall("statfs", "sp")
-def sys_statfs(k: Kernel, p: Process, path: int, buf: int) -> int:
+def statfs_path(k: Kernel, p: Process, path: int) -> bytes:
+    """The x86-64 struct statfs of the file system holding a guest path."""
     host = lookup(k, p, AT_FDCWD, guest_path(k, p, path))
     out = ctypes.create_string_buffer(STATFS.size)
     _libc(LIBC.statfs(fs_path(host), out))
-    k.copyout(p, buf, guest_statfs(k, out.raw, True))
+    return guest_statfs(k, out.raw, True)
+
+
+def statfs_fd(k: Kernel, p: Process, fd: int) -> bytes:
+    """The x86-64 struct statfs of the file system holding an open file (pipefs for a pipe)."""
+    f = p.files.get(signed32(fd))
+    if isinstance(f, HostFile):
+        out = ctypes.create_string_buffer(STATFS.size)
+        _libc(LIBC.fstatfs(f.hostfd, out))
+        return guest_statfs(k, out.raw, not is_memfd(f))
+    # pipefs, as Linux reports it for a pipe
+    return STATFS.pack(PIPEFS_MAGIC, 4096, 0, 0, 0, 0, 0, 0, 0, 255, 4096, 0x20)
+
+
+@syscall("statfs", "sp")
+def sys_statfs(k: Kernel, p: Process, path: int, buf: int) -> int:
+    k.copyout(p, buf, statfs_path(k, p, path))
     return 0
 
 
 @syscall("fstatfs", "dp")
 def sys_fstatfs(k: Kernel, p: Process, fd: int, buf: int) -> int:
-    f = p.files.get(signed32(fd))
-    if isinstance(f, HostFile):
-        out = ctypes.create_string_buffer(STATFS.size)
-        _libc(LIBC.fstatfs(f.hostfd, out))
-        data = guest_statfs(k, out.raw, not is_memfd(f))
-    else:
-        # pipefs, as Linux reports it for a pipe
-        data = STATFS.pack(PIPEFS_MAGIC, 4096, 0, 0, 0, 0, 0, 0, 0, 255, 4096, 0x20)
-    k.copyout(p, buf, data)
+    k.copyout(p, buf, statfs_fd(k, p, fd))
     return 0

@@ -46,10 +46,9 @@ def find_process(k: Kernel, p: Process, pid: int) -> Process:
 
 # -- the machine ----------------------------------------------------------------------------------
 
-@syscall("sysinfo", "p")
-def sys_sysinfo(k: Kernel, p: Process, info: int) -> int:
-    """Uptime and load averages are the host's; memory is the emulated machine's (its physical memory,
-    its free frames; no swap); procs counts guest processes."""
+def sysinfo_values(k: Kernel) -> tuple[int, ...]:
+    """struct sysinfo's fields in order: uptime, loads[3], totalram, freeram, sharedram, bufferram,
+    totalswap, freeswap, procs, pad, totalhigh, freehigh, mem_unit."""
     try:
         uptime = int(time.clock_gettime(time.CLOCK_BOOTTIME))
     except (AttributeError, OSError):
@@ -58,16 +57,24 @@ def sys_sysinfo(k: Kernel, p: Process, info: int) -> int:
         loads = [int(v * (1 << SI_LOAD_SHIFT)) for v in os.getloadavg()]
     except OSError:
         loads = [0, 0, 0]
-    k.copyout(p, info, SYSINFO.pack(uptime, *loads, k.ram.size, k.ram.free_frames * PAGE_SIZE, 0, 0, 0, 0,
-                                    min(len(k.processes), 0xFFFF), 0, 0, 0, 1))
+    return (uptime, *loads, k.ram.size, k.ram.free_frames * PAGE_SIZE, 0, 0, 0, 0,
+            min(len(k.processes), 0xFFFF), 0, 0, 0, 1)
+
+
+@syscall("sysinfo", "p")
+def sys_sysinfo(k: Kernel, p: Process, info: int) -> int:
+    """Uptime and load averages are the host's; memory is the emulated machine's (its physical memory,
+    its free frames; no swap); procs counts guest processes."""
+    k.copyout(p, info, SYSINFO.pack(*sysinfo_values(k)))
     return 0
 
 
 @syscall("sched_getaffinity", "dup")
-def sys_sched_getaffinity(k: Kernel, p: Process, pid: int, size: int, mask: int) -> int:
-    """One CPU: the mask has bit 0 set; returns the bytes written, min(size, sizeof(cpumask)), as Linux."""
+def sys_sched_getaffinity(k: Kernel, p: Process, pid: int, size: int, mask: int, word: int = 8) -> int:
+    """One CPU: the mask has bit 0 set; returns the bytes written, min(size, sizeof(cpumask)), as Linux.
+    The size must be a whole number of the ABI's longs (`word` bytes)."""
     find_process(k, p, pid)
-    if size * 8 < 1 or size & 7:
+    if size * 8 < 1 or size & (word - 1):
         raise SysError(errno.EINVAL)
     n = min(size, CPUMASK_SIZE)
     k.copyout(p, mask, (1).to_bytes(n, "little"))
@@ -301,6 +308,11 @@ def sys_times(k: Kernel, p: Process, buf: int) -> int:
     ticks of USER_HZ since boot."""
     if buf:
         k.copyout(p, buf, bytes(32))
+    return clock_ticks()
+
+
+def clock_ticks() -> int:
+    """The clock in ticks of USER_HZ since boot (times' result)."""
     return int(time.clock_gettime(time.CLOCK_MONOTONIC) * USER_HZ)
 
 

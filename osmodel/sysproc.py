@@ -28,6 +28,12 @@ RLIM_INFINITY = (1 << 64) - 1
 RSEQ_SIZE = 32
 RSEQ_FLAG_UNREGISTER = 1
 RLIMIT = struct.Struct("<QQ")
+TIMESPEC = struct.Struct("<qq")        # struct timespec (x86-64): tv_sec, tv_nsec
+TIMEVAL = struct.Struct("<qq")         # struct timeval (x86-64): tv_sec, tv_usec
+TIME_T = struct.Struct("<q")           # time_t (x86-64)
+# struct rusage (x86-64): ru_utime, ru_stime (struct timeval), then 14 longs (maxrss ... nivcsw).
+RUSAGE = struct.Struct("<qqqq14q")
+ROBUST_LIST_HEAD = 24                  # sizeof(struct robust_list_head) (x86-64)
 UTSNAME_FIELD = 65
 GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE = 1, 2, 4
 
@@ -69,8 +75,9 @@ def sys_set_tid_address(k: Kernel, p: Process, tidptr: int) -> int:
 
 
 @syscall("set_robust_list", "pu")
-def sys_set_robust_list(k: Kernel, p: Process, head: int, length: int) -> int:
-    if length != 24:
+def sys_set_robust_list(k: Kernel, p: Process, head: int, length: int, head_size: int = ROBUST_LIST_HEAD) -> int:
+    """Record the robust-futex list head (its size must be the ABI's struct robust_list_head)."""
+    if length != head_size:
         raise SysError(errno.EINVAL)
     p.robust_list = (head, length)
     return 0
@@ -115,13 +122,18 @@ def sys_prlimit64(k: Kernel, p: Process, pid: int, resource_id: int, new: int, o
     if old:
         k.copyout(p, old, RLIMIT.pack(*current))
     if new:
-        soft, hard = RLIMIT.unpack(k.copyin(p, new, RLIMIT.size))
-        if soft > hard or hard > current[1]:
-            raise SysError(errno.EINVAL if soft > hard else errno.EPERM)
-        p.rlimits[resource_id] = (soft, hard)
-        if resource_id == RLIMIT_STACK:
-            p.aspace.stack_limit = soft
+        set_rlimit(k, p, resource_id, *RLIMIT.unpack(k.copyin(p, new, RLIMIT.size)))
     return 0
+
+
+def set_rlimit(k: Kernel, p: Process, resource_id: int, soft: int, hard: int) -> None:
+    """Change a limit: EINVAL if soft > hard, EPERM when raising the hard limit (no CAP_SYS_RESOURCE)."""
+    current = get_rlimit(k, p, resource_id)
+    if soft > hard or hard > current[1]:
+        raise SysError(errno.EINVAL if soft > hard else errno.EPERM)
+    p.rlimits[resource_id] = (soft, hard)
+    if resource_id == RLIMIT_STACK:
+        p.aspace.stack_limit = soft
 
 
 @syscall("getrlimit", "dp")
@@ -141,49 +153,55 @@ def sys_getrandom(k: Kernel, p: Process, buf: int, count: int, flags: int) -> in
 
 
 @syscall("clock_gettime", "dp")
-def sys_clock_gettime(k: Kernel, p: Process, clock: int, tp: int) -> int:
+def sys_clock_gettime(k: Kernel, p: Process, clock: int, tp: int, timespec: struct.Struct = TIMESPEC) -> int:
+    """The host's clock, written as the ABI's struct timespec."""
     try:
         ns = time.clock_gettime_ns(signed32(clock))
     except OSError:
         raise SysError(errno.EINVAL) from None
-    k.copyout(p, tp, struct.pack("<qq", ns // 10**9, ns % 10**9))
+    k.copyout(p, tp, timespec.pack(ns // 10**9, ns % 10**9))
     return 0
 
 
 @syscall("clock_getres", "dp")
-def sys_clock_getres(k: Kernel, p: Process, clock: int, tp: int) -> int:
+def sys_clock_getres(k: Kernel, p: Process, clock: int, tp: int, timespec: struct.Struct = TIMESPEC) -> int:
     try:
         res = time.clock_getres(signed32(clock))
     except OSError:
         raise SysError(errno.EINVAL) from None
     if tp:
         ns = round(res * 10**9)
-        k.copyout(p, tp, struct.pack("<qq", ns // 10**9, ns % 10**9))
+        k.copyout(p, tp, timespec.pack(ns // 10**9, ns % 10**9))
     return 0
 
 
 @syscall("gettimeofday", "pp")
-def sys_gettimeofday(k: Kernel, p: Process, tv: int, tz: int) -> int:
+def sys_gettimeofday(k: Kernel, p: Process, tv: int, tz: int, timeval: struct.Struct = TIMEVAL) -> int:
     ns = time.time_ns()
     if tv:
-        k.copyout(p, tv, struct.pack("<qq", ns // 10**9, (ns % 10**9) // 1000))
+        k.copyout(p, tv, timeval.pack(ns // 10**9, (ns % 10**9) // 1000))
     if tz:
         k.copyout(p, tz, struct.pack("<ii", 0, 0))
     return 0
 
 
 @syscall("time", "p")
-def sys_time(k: Kernel, p: Process, tloc: int) -> int:
+def sys_time(k: Kernel, p: Process, tloc: int, time_t: struct.Struct = TIME_T) -> int:
     now = int(time.time())
     if tloc:
-        k.copyout(p, tloc, struct.pack("<q", now))
+        k.copyout(p, tloc, time_t.pack(now))
     return now
+
+
+def utsname_fields() -> tuple[str, ...]:
+    """sysname, nodename, release, version, machine and domainname, as uname reports them."""
+    u = os.uname()
+    return u.sysname, u.nodename, u.release, u.version, "x86_64", "(none)"
 
 
 @syscall("uname", "p")
 def sys_uname(k: Kernel, p: Process, buf: int) -> int:
-    u = os.uname()
-    fields = (u.sysname, u.nodename, u.release, u.version, "x86_64", "(none)")
+    fields = utsname_fields()
     k.copyout(p, buf, b"".join(os.fsencode(f)[:UTSNAME_FIELD - 1].ljust(UTSNAME_FIELD, b"\0") for f in fields))
     return 0
 
@@ -322,7 +340,9 @@ def pid_matcher(p: Process, pid: int):
 
 
 @syscall("wait4", "dpxp")
-def sys_wait4(k: Kernel, p: Process, pid: int, status: int, options: int, rusage: int) -> int:
+def sys_wait4(k: Kernel, p: Process, pid: int, status: int, options: int, rusage: int,
+              layout: struct.Struct = RUSAGE) -> int:
+    """Reap a zombie child (sleeping until one exits unless WNOHANG); its status and rusage (in `layout`)."""
     if options & ~(WNOHANG | WUNTRACED | 8 | 0x40000000 | 0x80000000 | 0x20000000):
         raise SysError(errno.EINVAL)
     child = find_zombie(k, p, pid_matcher(p, signed32(pid)))
@@ -333,7 +353,7 @@ def sys_wait4(k: Kernel, p: Process, pid: int, status: int, options: int, rusage
     if status:
         k.copyout(p, status, struct.pack("<i", child.wait_status()))
     if rusage:
-        k.copyout(p, rusage, pack_rusage(child.fault_counts, child.major_faults))
+        k.copyout(p, rusage, pack_rusage(child.fault_counts, child.major_faults, layout))
     k.reap(child)
     return child.pid
 
@@ -473,16 +493,16 @@ def sys_getsid(k: Kernel, p: Process, pid: int) -> int:
     return target.sid
 
 
-def pack_rusage(counts, major: int) -> bytes:
+def pack_rusage(counts, major: int, layout: struct.Struct = RUSAGE) -> bytes:
     """A struct rusage carrying our fault counts as minor and major faults (times are not modelled: 0)."""
     minor = sum(counts.values()) - major - counts["segv"] - counts["oom"]
     fields = [0] * 14
     fields[4], fields[5] = minor, major
-    return struct.pack("<qqqq14q", 0, 0, 0, 0, *fields)
+    return layout.pack(0, 0, 0, 0, *fields)
 
 
 @syscall("getrusage", "dp")
-def sys_getrusage(k: Kernel, p: Process, who: int, usage: int) -> int:
+def sys_getrusage(k: Kernel, p: Process, who: int, usage: int, layout: struct.Struct = RUSAGE) -> int:
     who = signed32(who)
     if who == 0 or who == 1:
         counts, major = p.fault_counts, p.major_faults
@@ -490,7 +510,7 @@ def sys_getrusage(k: Kernel, p: Process, who: int, usage: int) -> int:
         counts, major = p.child_fault_counts, p.child_major_faults
     else:
         raise SysError(errno.EINVAL)
-    k.copyout(p, usage, pack_rusage(counts, major))
+    k.copyout(p, usage, pack_rusage(counts, major, layout))
     return 0
 
 
@@ -501,8 +521,8 @@ def sys_sched_yield(k: Kernel, p: Process) -> int:
 
 
 @syscall("nanosleep", "pp")
-def sys_nanosleep(k: Kernel, p: Process, req: int, rem: int) -> int:
-    sec, nsec = struct.unpack("<qq", k.copyin(p, req, 16))
+def sys_nanosleep(k: Kernel, p: Process, req: int, rem: int, timespec: struct.Struct = TIMESPEC) -> int:
+    sec, nsec = timespec.unpack(k.copyin(p, req, timespec.size))
     if sec < 0 or not 0 <= nsec < 10**9:
         raise SysError(errno.EINVAL)
     k.timed_sleep(p, sec + nsec / 1e9)
@@ -510,8 +530,9 @@ def sys_nanosleep(k: Kernel, p: Process, req: int, rem: int) -> int:
 
 
 @syscall("clock_nanosleep", "dxpp")
-def sys_clock_nanosleep(k: Kernel, p: Process, clock: int, flags: int, req: int, rem: int) -> int:
-    sec, nsec = struct.unpack("<qq", k.copyin(p, req, 16))
+def sys_clock_nanosleep(k: Kernel, p: Process, clock: int, flags: int, req: int, rem: int,
+                        timespec: struct.Struct = TIMESPEC) -> int:
+    sec, nsec = timespec.unpack(k.copyin(p, req, timespec.size))
     if sec < 0 or not 0 <= nsec < 10**9:
         raise SysError(errno.EINVAL)
     delay = sec + nsec / 1e9
@@ -544,7 +565,8 @@ FUTEX_CMD_MASK = 0x7F      # without FUTEX_PRIVATE_FLAG (128) and FUTEX_CLOCK_RE
 
 
 @syscall("futex", "pxdppd")
-def sys_futex(k: Kernel, p: Process, uaddr: int, op: int, val: int, timeout: int, uaddr2: int, val3: int) -> int:
+def sys_futex(k: Kernel, p: Process, uaddr: int, op: int, val: int, timeout: int, uaddr2: int, val3: int,
+              timespec: struct.Struct = TIMESPEC) -> int:
     """Futex wait and wake between threads (and processes sharing memory), keyed by the word's physical
     address. A wait whose word still holds `val` sleeps until a wake picks it (0), its timeout passes
     (ETIMEDOUT) or a signal interrupts it (EINTR)."""
@@ -565,7 +587,7 @@ def sys_futex(k: Kernel, p: Process, uaddr: int, op: int, val: int, timeout: int
             p.wake_at = 0.0
             raise SysError(errno.EAGAIN)
         if timeout and not p.wake_at:
-            sec, nsec = struct.unpack("<qq", k.copyin(p, timeout, 16))
+            sec, nsec = timespec.unpack(k.copyin(p, timeout, timespec.size))
             delay = sec + nsec / 1e9
             if cmd == FUTEX_WAIT_BITSET or op & 256:      # absolute timeout
                 delay -= time.clock_gettime(time.CLOCK_REALTIME if op & 256 else time.CLOCK_MONOTONIC)
