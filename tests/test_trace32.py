@@ -93,6 +93,27 @@ SOURCES = {
             return (int)x;
         }
     """,
+    # A SIGSEGV handler prints si_addr: the exact address of a read 3 bytes past the pointer given.
+    "siaddr": r"""
+        #include <signal.h>
+        #include <stdio.h>
+        #include <stdlib.h>
+        #include <unistd.h>
+        static void on_segv(int sig, siginfo_t *si, void *uc) {
+            char buf[64];
+            int n = snprintf(buf, sizeof buf, "si_addr %#lx\n", (unsigned long)si->si_addr);
+            write(1, buf, n);
+            _exit(3);
+        }
+        int main(int argc, char **argv) {
+            struct sigaction sa = {0};
+            sa.sa_sigaction = on_segv;
+            sa.sa_flags = SA_SIGINFO;
+            sigaction(SIGSEGV, &sa, 0);
+            volatile unsigned char *p = (volatile unsigned char *)strtoul(argv[1], 0, 0);
+            return p[3];
+        }
+    """,
     # Its own /proc/self/maps, as the guest reads it.
     "maps": r"""
         #include <fcntl.h>
@@ -233,6 +254,14 @@ def test_fault_through_the_tls_segment_adds_the_gs_base(progs):
     assert m["what"].startswith(f"user read to {tcb + 0x1000_0000:#x} (not present, none")
     assert re.fullmatch(r"mov e[a-z]{2}, dword ptr gs:\[0x10000000\]", m["insn"])
     check_instruction(progs["gsload"], m)
+
+
+@pytest.mark.parametrize("address", [0x10, SPLIT + 0x10])
+def test_si_addr_is_the_exact_address_as_natively(progs, address):
+    native = run_native([progs["siaddr"], hex(address)])
+    ours = run_elf([progs["siaddr"], hex(address)])
+    assert native.stdout == f"si_addr {address + 3:#x}\n".encode() and native.status == 3
+    assert (ours.stdout, ours.status) == (native.stdout, native.status)
 
 
 @pytest.mark.parametrize("which, mnemonic", [("hlt", "hlt"), ("in", "in al, dx")])
