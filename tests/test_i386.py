@@ -1511,10 +1511,7 @@ def test_i386_fork_copy_on_write(paging):
     assert_frames_returned(r)
 
 
-# pipe ignores SIGPIPE to see EPIPE: it needs the i386 signal calls (osmodel/sigframe.py), not there yet.
-# Strict, so the day they land it fails as XPASS and the mark must go.
-NEEDS_SIGPIPE = pytest.mark.xfail(strict=True, raises=AssertionError, reason="i386 sigaction not implemented yet")
-LEAK_CASES = [pytest.param(name, args, id=name, marks=[NEEDS_SIGPIPE] if name == "pipe" else [])
+LEAK_CASES = [pytest.param(name, args, id=name)
               for name, args in [("args", ("a", "b c")), ("touch", ("4",)), ("children", ()), ("pipe", ()),
                                  ("waitstatus", ()), ("forkexec", ())]]
 

@@ -38,10 +38,6 @@ ARGS = {
 }
 KILLED_LINE = "run-elf: pid 1 killed by SIGSEGV"
 
-# pipe ignores SIGPIPE to see EPIPE: it needs the i386 signal calls (osmodel/sigframe.py), not there yet.
-# Strict, so the day they land it fails as XPASS and the mark must go.
-NEEDS_SIGPIPE = pytest.mark.xfail(strict=True, raises=AssertionError, reason="i386 sigaction not implemented yet")
-
 
 def binary(name: str) -> str:
     """Path of an i386 sample, relative to the repository root (tests run there)."""
@@ -69,8 +65,7 @@ def cases():
                 if paging == "2level" and name in NO_NX:
                     continue
                 suffix = f"-{i}" if len(arglists) > 1 else ""
-                yield pytest.param(name, args, paging, id=f"{name}{suffix}-{paging}",
-                                   marks=[NEEDS_SIGPIPE] if name == "pipe" else [])
+                yield pytest.param(name, args, paging, id=f"{name}{suffix}-{paging}")
 
 
 def test_i386_samples_are_the_makefiles():
