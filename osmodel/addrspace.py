@@ -8,12 +8,13 @@ handler fills the rest on demand from the regions.
 from __future__ import annotations
 
 import bisect
+from array import array
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from vm.pagetable import (PTE_DIRTY, PTE_FRAME, PTE_NX, PTE_PRESENT, PTE_USER, PTE_WRITABLE, X86_64, PageTable,
                           PagingFormat)
-from vm.ram import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
+from vm.ram import PAGE_SHIFT, PAGE_SIZE, Owner, PhysicalMemory
 
 if TYPE_CHECKING:
     from osmodel.pagecache import PageCache
@@ -28,6 +29,11 @@ MMAP_GAP = 128 << 20                  # Linux's minimum gap between the stack to
 STACK_TOP_32 = 0xC000_0000            # i386: the stack ends at PAGE_OFFSET, where the kernel's quarter begins
 MMAP_BASE_32 = STACK_TOP_32 - MMAP_GAP
 MMAP_MIN_ADDR = 0x10000               # Linux's vm.mmap_min_addr
+_FILE = int(Owner.FILE)
+_PROT_RWX = PROT_READ | PROT_WRITE | PROT_EXEC
+# Region.pte_flags by protection: present and user; W if writable; NX unless executable.
+_PTE_FLAGS = tuple(PTE_PRESENT | PTE_USER | (PTE_WRITABLE if prot & PROT_WRITE else 0)
+                   | (0 if prot & PROT_EXEC else PTE_NX) for prot in range(_PROT_RWX + 1))
 
 
 class Backing(Protocol):
@@ -37,6 +43,11 @@ class Backing(Protocol):
 
     def read(self, offset: int, size: int) -> bytes:
         """Bytes of the file at offset (short at end of file)."""
+
+
+def _entries(words: memoryview, values: list[int]) -> array:
+    """Page-table entries as a buffer that slices of `words` (8- or 4-byte entries) accept."""
+    return array(words.format, values)
 
 
 def page_down(addr: int) -> int:
@@ -71,12 +82,7 @@ class Region:
 
     def pte_flags(self) -> int:
         """Leaf-entry flags this region's pages get when mapped writable-if-allowed."""
-        flags = PTE_PRESENT | PTE_USER
-        if self.prot & PROT_WRITE:
-            flags |= PTE_WRITABLE
-        if not self.prot & PROT_EXEC:
-            flags |= PTE_NX
-        return flags
+        return _PTE_FLAGS[self.prot & _PROT_RWX]
 
     def file_bytes(self, vaddr: int) -> tuple[int, int, int]:
         """For the page at vaddr: (file offset, byte count, offset in page) of its file-backed part."""
@@ -210,9 +216,9 @@ class AddressSpace:
     def map_page(self, vaddr: int, pfn: int, flags: int) -> None:
         """Install a translation for a page that had none."""
         self.pagetable.map(vaddr, pfn, flags)
-        self.resident += 1
-        if self.resident > self.peak_resident:
-            self.peak_resident = self.resident
+        resident = self.resident = self.resident + 1
+        if resident > self.peak_resident:
+            self.peak_resident = resident
 
     def unmap_pages(self, start: int, end: int) -> list[int]:
         """Remove every translation in [start, end), dropping the frames' references; the vaddrs unmapped.
@@ -221,18 +227,27 @@ class AddressSpace:
         if this (shared) mapping dirtied it.
         """
         gone = []
-        words = self.pagetable.words
+        frames = []
+        pt = self.pagetable
+        words = pt.words
         cache = self.cache
-        for vaddr, slot, pte in list(self.pagetable.leaves(start, end)):
-            pfn = (pte & PTE_FRAME) >> PAGE_SHIFT
-            if cache is not None and cache.is_cached(pfn):
-                if pte & PTE_DIRTY:
-                    cache.write_page(pfn)
-                cache.remove_mapping(pfn, self, vaddr)
-            words[slot] = 0
-            self.ram.put(pfn)
-            self.resident -= 1
-            gone.append(vaddr)
+        owner = self.ram.owner
+        for va, i, n in pt.leaf_runs(start, end):       # a leaf table at a time
+            if n <= 0:
+                continue
+            for pte in words[i:i + n].tolist():
+                if pte & PTE_PRESENT:
+                    pfn = (pte & PTE_FRAME) >> PAGE_SHIFT
+                    if owner[pfn] == _FILE and cache is not None and cache.is_cached(pfn):   # cached frames are FILE frames
+                        if pte & PTE_DIRTY:
+                            cache.write_page(pfn)
+                        cache.remove_mapping(pfn, self, va)
+                    frames.append(pfn)
+                    gone.append(va)
+                va += PAGE_SIZE
+            words[i:i + n] = _entries(words, [0] * n)
+        self.ram.put_many(frames)
+        self.resident -= len(gone)
         return gone
 
     def protect_pages(self, start: int, end: int, region: Region) -> list[int]:
@@ -267,19 +282,32 @@ class AddressSpace:
         child.brk_start, child.brk = self.brk_start, self.brk
         child.stack_limit, child.stack_top, child.mmap_base = self.stack_limit, self.stack_top, self.mmap_base
         words = self.pagetable.words
-        get = self.ram.get
+        child_pt = child.pagetable
+        child_words = child_pt.words
+        cache = self.cache
+        owner = self.ram.owner
+        frames = []
         for region in self.regions:
             cow = region.prot & PROT_WRITE and not region.shared
-            for vaddr, slot, pte in self.pagetable.leaves(region.start, region.end):
-                if cow and pte & PTE_WRITABLE:
-                    pte &= ~PTE_WRITABLE
-                    words[slot] = pte
-                pfn = (pte & PTE_FRAME) >> PAGE_SHIFT
-                get(pfn)
-                if self.cache is not None and self.cache.is_cached(pfn):
-                    self.cache.add_mapping(pfn, child, vaddr)
-                child.pagetable.set(vaddr, pte)
-                child.resident += 1
+            for first, i, n in self.pagetable.leaf_runs(region.start, region.end):   # a leaf table at a time
+                if n <= 0:
+                    continue
+                entries = words[i:i + n].tolist()
+                if cow:
+                    entries = [pte & ~PTE_WRITABLE for pte in entries]
+                    words[i:i + n] = _entries(words, entries)
+                va = first
+                for pte in entries:
+                    if pte & PTE_PRESENT:
+                        pfn = (pte & PTE_FRAME) >> PAGE_SHIFT
+                        frames.append(pfn)
+                        if owner[pfn] == _FILE and cache is not None and cache.is_cached(pfn):   # cached frames are FILE frames
+                            cache.add_mapping(pfn, child, va)
+                    va += PAGE_SIZE
+                c = child_pt.slot(first, alloc=True)
+                child_words[c:c + n] = _entries(child_words, entries)
+        self.ram.get_many(frames)
+        child.resident += len(frames)
         child.peak_resident = child.resident
 
     def release(self) -> None:

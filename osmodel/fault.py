@@ -33,6 +33,8 @@ OOM = "oom"
 # For each access (read, write, fetch): the protection bits any one of which allows it (x86 cannot
 # express write-only or exec-only pages, so any protection but PROT_NONE lets a read through).
 _ALLOWING_PROT = (PROT_READ | PROT_WRITE | PROT_EXEC, PROT_WRITE, PROT_EXEC)
+_PAGE_MASK = ~(PAGE_SIZE - 1)
+_ANON, _STACK, _FILE = int(Owner.ANON), int(Owner.STACK), int(Owner.FILE)
 OUTCOMES = (DEMAND_ZERO, ZERO_PAGE, FILE_LOAD, STACK_GROW, COW_COPY, COW_REUSE, SEGV, OOM)
 
 
@@ -76,26 +78,21 @@ class FaultHandler:
         if vaddr >= aspace.user_top:
             raise Segv("kernel", SEGV_ACCERR if fault.error_code & PF_PRESENT else SEGV_MAPERR)
         region = aspace.find(vaddr)
-        grew = False
-        if region is None:
+        grew = region is None
+        if grew:
             region = self.grow_stack(aspace, vaddr)
-            grew = True
-        self.check_access(region, fault.access)
+        access = fault.access
+        if not region.prot & _ALLOWING_PROT[access]:
+            raise Segv(region.kind, SEGV_ACCERR, region)
         if fault.error_code & PF_PRESENT:
-            return self.do_wp_page(aspace, region, vaddr, fault.access)
-        page = page_down(vaddr)
+            return self.do_wp_page(aspace, region, vaddr, access)
+        page = vaddr & _PAGE_MASK
         if region.backing is not None and page < region.file_end and page + PAGE_SIZE > region.file_start:
-            return self.do_file_page(aspace, region, page, fault.access)
-        res = self.do_anonymous_page(aspace, region, page, fault.access)
+            return self.do_file_page(aspace, region, page, access)
+        res = self.do_anonymous_page(aspace, region, page, access)
         if grew:
             res.outcome = STACK_GROW
         return res
-
-    @staticmethod
-    def check_access(region: Region, access: int) -> None:
-        """Raise Segv if the region's protection forbids the access."""
-        if not region.prot & _ALLOWING_PROT[access]:
-            raise Segv(region.kind, SEGV_ACCERR, region)
 
     def grow_stack(self, aspace: AddressSpace, vaddr: int) -> Region:
         """Extend the stack region above vaddr down to cover it, within the limit and guard gap; or raise Segv."""
@@ -117,7 +114,7 @@ class FaultHandler:
             self.ram.get(self.zero_pfn)
             aspace.map_page(page, self.zero_pfn, PTE_PRESENT | PTE_USER | PTE_NX)
             return Resolution(ZERO_PAGE, region, self.zero_pfn)
-        pfn = self.ram.alloc(Owner.STACK if region.kind == "stack" else Owner.ANON)
+        pfn = self.ram.alloc(_STACK if region.kind == "stack" else _ANON)
         aspace.map_page(page, pfn, region.pte_flags())
         return Resolution(DEMAND_ZERO, region, pfn)
 
@@ -173,32 +170,35 @@ class FaultHandler:
 
     def do_wp_page(self, aspace: AddressSpace, region: Region, vaddr: int, access: int) -> Resolution:
         """A write to a present read-only page of a writable region: reuse it if ours alone, else copy it."""
-        page = page_down(vaddr)
+        page = vaddr & _PAGE_MASK
         pt = aspace.pagetable
         slot = pt.slot(page)
-        pte = pt.words[slot]
+        words = pt.words
+        pte = words[slot]
         old = (pte & PTE_FRAME) >> PAGE_SHIFT
         if access != ACCESS_WRITE:
             # The region allows the access but the entry did not (e.g. a fetch after mprotect): refresh it.
-            pt.words[slot] = (pte & ~PTE_NX) if region.prot & PROT_EXEC else pte
+            words[slot] = (pte & ~PTE_NX) if region.prot & PROT_EXEC else pte
             self.invalidate(aspace, page, "mprotect")
             return Resolution(COW_REUSE, region, old)
+        ram = self.ram
         if old == self.zero_pfn:
-            pfn = self.ram.alloc(Owner.STACK if region.kind == "stack" else Owner.ANON)
-            self.ram.put(old)
+            pfn = ram.alloc(_STACK if region.kind == "stack" else _ANON)
+            ram.put(old)
             outcome = DEMAND_ZERO
-        elif self.ram.refcount[old] == 1:
+        elif ram.refcount[old] == 1:
             pfn = old
             outcome = COW_REUSE
         else:
-            cached = self.cache.is_cached(old)
-            pfn = self.ram.alloc(Owner.ANON if cached else self.ram.owner[old], zero=False)
-            self.ram.copy_frame(pfn, old)
+            owner = ram.owner[old]
+            cached = owner == _FILE and self.cache.is_cached(old)      # page-cache frames are FILE frames
+            pfn = ram.alloc(_ANON if cached else owner, zero=False)
+            ram.copy_frame(pfn, old)
             if cached:
                 self.cache.remove_mapping(old, aspace, page)
-            self.ram.put(old)
+            ram.put(old)
             outcome = COW_COPY
-        pt.words[slot] = ((pfn << PAGE_SHIFT) | region.pte_flags() | (pte & 0x60)) & pt.fmt.entry_mask  # keep A/D; no NX bit in i386 entries
+        words[slot] = ((pfn << PAGE_SHIFT) | region.pte_flags() | (pte & 0x60)) & pt.fmt.entry_mask  # keep A/D; no NX bit in i386 entries
         self.invalidate(aspace, page, "copy-on-write")
         return Resolution(outcome, region, pfn)
 

@@ -39,7 +39,10 @@ FPU_CONTROL_INIT = 0x37F
 MXCSR_INIT = 0x1F80
 
 UC_READ, UC_WRITE, UC_EXEC = ucc.UC_PROT_READ, ucc.UC_PROT_WRITE, ucc.UC_PROT_EXEC
+_UC_READ_WRITE, _UC_READ_EXEC, _UC_ALL = UC_READ | UC_WRITE, UC_READ | UC_EXEC, UC_READ | UC_WRITE | UC_EXEC
+_UC_MEM_READ = ucc.UC_MEM_READ             # the fill hook's access codes are UC_MEM_READ + ACCESS_*
 _WRITE_OK = PTE_WRITABLE | PTE_DIRTY      # a cached entry serves a write only if both are set
+_FAULT_RETRIES = 3                 # a walk still faulting after this many resolved faults is a kernel bug
 _GROW_FIRST = 512                  # fills before the first growth flush of Unicorn's TLB
 _GROW_MAX = 1 << 20                # the largest interval between growth flushes
 _TLB_FLUSH_CODE = (ucc.UC_CTL_IO_WRITE << 30) | ucc.UC_CTL_TLB_FLUSH
@@ -139,28 +142,27 @@ class Cpu:
         self._filling = vpn
         self._stale_filling = False
         try:
-            if not self.user:
+            user = self.user
+            if not user:
                 # Only the entry trampoline runs at CPL 0; the first fill after its sysretq is at CPL 3.
-                self.user = self.uc.reg_read(x86.UC_X86_REG_CS) & 3 == 3
-            acc = access - ucc.UC_MEM_READ
+                user = self.user = self.uc.reg_read(x86.UC_X86_REG_CS) & 3 == 3
+            acc = access - _UC_MEM_READ
             pte = self.tlb.lookup(vpn, self.asid)
             if not pte or (acc == ACCESS_WRITE and pte & _WRITE_OK != _WRITE_OK) \
-                    or (acc == ACCESS_FETCH and pte & PTE_NX) or (self.user and not pte & PTE_USER):
+                    or (acc == ACCESS_FETCH and pte & PTE_NX) or (user and not pte & PTE_USER):
                 pte = self.translate(vaddr, acc)
                 if not pte:
                     return self._refuse_fill()
-            self.fills += 1
-            if self.fills >= self._grow_at:
+            fills = self.fills = self.fills + 1
+            if fills >= self._grow_at:
                 self._grow_unicorn_tlb()
             e = entry[0]
             e.paddr = pte & PTE_FRAME
-            perms = UC_READ
-            if pte & PTE_WRITABLE and pte & PTE_DIRTY:
-                perms |= UC_WRITE
-            if not pte & PTE_NX:
-                perms |= UC_EXEC
+            if pte & PTE_NX:
+                e.perms = _UC_READ_WRITE if pte & _WRITE_OK == _WRITE_OK else UC_READ
+            else:
+                e.perms = _UC_ALL if pte & _WRITE_OK == _WRITE_OK else _UC_READ_EXEC
                 self.ram.code[pte >> 12 & 0xFFFFFFFFFF] = 1
-            e.perms = perms
             self._uc_holds.add(vpn)
             self.refused = None        # a refused probe before this fill is not what stops the run
             return True
@@ -203,21 +205,24 @@ class Cpu:
         return False
 
     def translate(self, vaddr: int, access: int) -> int:
-        """Walk vaddr (raising faults into the OS), cache it in our TLB; the leaf entry, or 0 if refused."""
-        for _ in range(4):
-            try:
-                _slot, pte = self.mmu.walk(self.root, vaddr, access, self.user, self.fmt)
-            except PageFault as fault:
-                if self.faults is None or not self.faults.page_fault(fault):
-                    # Unicorn also probes pages it may not run (and recovers); only a failed run uses this.
-                    self.refused = fault
-                    return 0
-                continue
-            victim = self.tlb.insert(vaddr >> 12, self.asid, pte, global_=bool(pte & PTE_GLOBAL))
-            if victim is not None and victim in self._uc_holds:
-                self.flush_unicorn_tlb()
-            return pte
-        raise RuntimeError(f"page fault at {vaddr:#x} resolved but still faulting")
+        """Walk vaddr (its page faults go to the OS), cache it in our TLB; the leaf entry, or 0 if refused."""
+        mmu = self.mmu
+        slot, pte = mmu.walk(self.root, vaddr, access, self.user, self.fmt, False)
+        retries = 0
+        while slot < 0:
+            fault = mmu.fault
+            if self.faults is None or not self.faults.page_fault(fault):
+                # Unicorn also probes pages it may not run (and recovers); only a failed run uses this.
+                self.refused = fault
+                return 0
+            retries += 1
+            if retries > _FAULT_RETRIES:
+                raise RuntimeError(f"page fault at {vaddr:#x} resolved but still faulting")
+            slot, pte = mmu.walk(self.root, vaddr, access, self.user, self.fmt, False)
+        victim = self.tlb.insert(vaddr >> 12, self.asid, pte, pte & PTE_GLOBAL)
+        if victim is not None and victim in self._uc_holds:
+            self.flush_unicorn_tlb()
+        return pte
 
     def invalidate_page(self, vaddr: int, asid: int | None = None, reason: str = "") -> None:
         """INVLPG: drop one page from our TLB (one asid or all) and keep Unicorn's TLB coherent."""

@@ -334,29 +334,45 @@ class PageTable:
     def leaves(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int, int]]:
         """Present leaf entries in [start, end) as (vaddr, word index, entry), in address order; `end` defaults to the top of user space."""
         words = self.words
+        for va, i, n in self.leaf_runs(start, end):
+            for e in words[i:i + n].tolist():
+                if e & PTE_PRESENT:
+                    yield va, i, e
+                va += PAGE_SIZE
+                i += 1
+
+    def leaf_runs(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int, int]]:
+        """The leaf slots for [start, end), present or not, as one run per existing leaf table, in address order:
+        (vaddr of the run's first page, word index of its first entry, entry count). For bulk reads and writes."""
         fmt = self.fmt
         if end is None:
             end = fmt.user_top
-        shifts, tshift, last = fmt.shifts, fmt.table_shift, fmt.levels - 1
+        entries = fmt.leaf_mask + 1
+        for base, row in self._leaf_tables(start, end):
+            first = (start - base) >> PAGE_SHIFT if start > base else 0
+            last = min(entries, (end - base + PAGE_SIZE - 1) >> PAGE_SHIFT)
+            yield base + (first << PAGE_SHIFT), row + first, last - first
+
+    def _leaf_tables(self, start: int, end: int) -> Iterator[tuple[int, int]]:
+        """The present leaf tables mapping some of [start, end), in address order: (vaddr they begin at, word
+        index of their first entry). A leaf table maps 1 << fmt.area_shift bytes (2 MiB; 4 MiB for i386)."""
+        words = self.words
+        fmt = self.fmt
+        shifts, masks, tshift, last = fmt.shifts, fmt.masks, fmt.table_shift, fmt.levels - 1
         frame = fmt.frame_mask
 
         def visit(table: int, level: int, base: int):
             span = 1 << shifts[level]
-            first = max(0, (start - base) // span) if start > base else 0
+            first = (start - base) // span if start > base else 0
+            stop = min(masks[level] + 1, (end - base + span - 1) // span)     # the entries below `end`
             row = table << tshift
-            for idx in range(first, fmt.masks[level] + 1):
-                va = base + idx * span
-                if va >= end:
-                    return
-                if va + span <= start:
-                    continue
-                e = words[row | idx]
-                if not e & PTE_PRESENT:
-                    continue
-                if level == last:
-                    yield va, row | idx, e
-                else:
-                    yield from visit((e & frame) >> PAGE_SHIFT, level + 1, va)
+            for idx, e in enumerate(words[row + first:row + stop].tolist(), first):
+                if e & PTE_PRESENT:
+                    child = (e & frame) >> PAGE_SHIFT
+                    if level + 1 == last:
+                        yield base + idx * span, child << tshift
+                    else:
+                        yield from visit(child, level + 1, base + idx * span)
 
         yield from visit(self.root, 0, 0)
 
@@ -378,9 +394,10 @@ class PageTable:
                     return
                 i = row | idx
                 e = words[i]
-                if level < last and e & PTE_PRESENT:
+                if e & PTE_PRESENT:
                     child = (e & frame) >> PAGE_SHIFT
-                    yield from visit(child, level + 1, va)
+                    if level + 1 < last:
+                        yield from visit(child, level + 1, va)
                     yield level + 1, va, child, i
 
         yield from visit(self.root, 0, 0)

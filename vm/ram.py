@@ -27,6 +27,9 @@ class Owner(enum.IntEnum):
     ZERO = 6
 
 
+_FREE = int(Owner.FREE)
+
+
 class OutOfMemory(Exception):
     """No free frame is left."""
 
@@ -52,7 +55,7 @@ class PhysicalMemory:
         self._free = list(range(self.nframes - 1, 0, -1))
         self._clean = bytearray(b"\x01") * self.nframes   # 1 while the frame is still zero from the host
         self.owner[0] = Owner.KERNEL
-        self.peak_used = 0
+        self._low_free = len(self._free)      # the fewest free frames there have been (peak_used)
         self.code = bytearray(self.nframes)   # 1 if the CPU may have translated code from the frame
         self.code_freed = False               # a code frame was freed: translated code must be dropped
 
@@ -68,20 +71,25 @@ class PhysicalMemory:
 
     def alloc(self, owner: Owner, zero: bool = True) -> int:
         """Take a free frame for `owner` with reference count 1; zero it unless told not to."""
-        try:
-            pfn = self._free.pop()
-        except IndexError:
-            raise OutOfMemory(f"out of physical memory ({self.nframes} frames)") from None
-        if zero and not self._clean[pfn]:
+        free = self._free
+        if not free:
+            raise OutOfMemory(f"out of physical memory ({self.nframes} frames)")
+        pfn = free.pop()
+        if self._clean[pfn]:
+            self._clean[pfn] = 0            # still zero from the host: nothing to clear
+        elif zero:
             base = pfn << PAGE_SHIFT
             self.view[base:base + PAGE_SIZE] = ZERO_BYTES
-        self._clean[pfn] = 0
         self.owner[pfn] = owner
         self.refcount[pfn] = 1
-        used = self.nframes - 1 - len(self._free)
-        if used > self.peak_used:
-            self.peak_used = used
+        if len(free) < self._low_free:
+            self._low_free = len(free)
         return pfn
+
+    @property
+    def peak_used(self) -> int:
+        """The most frames ever allocated at once (frame 0 excluded)."""
+        return self.nframes - 1 - self._low_free
 
     def get(self, pfn: int) -> None:
         """Take one more reference to an allocated frame."""
@@ -90,17 +98,41 @@ class PhysicalMemory:
     def put(self, pfn: int) -> bool:
         """Drop one reference; free the frame when none is left. True if it was freed."""
         count = self.refcount[pfn] - 1
+        if count > 0:
+            self.refcount[pfn] = count
+            return False
         if count < 0:
             raise AssertionError(f"frame {pfn:#x} freed twice")
-        self.refcount[pfn] = count
-        if count:
-            return False
-        self.owner[pfn] = Owner.FREE
+        self.refcount[pfn] = 0
+        self.owner[pfn] = _FREE
         self._free.append(pfn)
         if self.code[pfn]:
             self.code[pfn] = 0
             self.code_freed = True
         return True
+
+    def get_many(self, pfns: list[int]) -> None:
+        """get() each frame of `pfns` in turn."""
+        refcount = self.refcount
+        for pfn in pfns:
+            refcount[pfn] += 1
+
+    def put_many(self, pfns: list[int]) -> None:
+        """put() each frame of `pfns` in turn."""
+        refcount, owner, free, code = self.refcount, self.owner, self._free, self.code
+        for pfn in pfns:
+            count = refcount[pfn] - 1
+            if count > 0:
+                refcount[pfn] = count
+                continue
+            if count < 0:
+                raise AssertionError(f"frame {pfn:#x} freed twice")
+            refcount[pfn] = 0
+            owner[pfn] = _FREE
+            free.append(pfn)
+            if code[pfn]:
+                code[pfn] = 0
+                self.code_freed = True
 
     def frame(self, pfn: int) -> memoryview:
         """The 4 KiB of frame `pfn`, writable."""

@@ -55,18 +55,19 @@ class Tlb:
     def lookup(self, vpn: int, asid: int) -> int:
         """The cached leaf entry for (vpn, asid) or a global entry for vpn; 0 on a miss."""
         s = self.sets[vpn % self.nsets]
-        self.stats.lookups += 1
+        stats = self.stats
+        stats.lookups += 1
         key = (vpn << 16) | asid
         pte = s.get(key)
         if pte is None:
             key = (vpn << 16) | GLOBAL_ASID
             pte = s.get(key)
             if pte is None:
-                self.stats.misses += 1
+                stats.misses += 1
                 if self.listener:
                     self.listener("miss", vpn, asid, 0, "")
                 return 0
-        self.stats.hits += 1
+        stats.hits += 1
         if self._lru:
             del s[key]
             s[key] = pte
@@ -75,12 +76,18 @@ class Tlb:
     def insert(self, vpn: int, asid: int, pte: int, global_: bool = False) -> int | None:
         """Cache a translation; return the evicted victim's vpn, or None if nothing was evicted."""
         s = self.sets[vpn % self.nsets]
-        key = (vpn << 16) | (GLOBAL_ASID if global_ else asid)
+        if global_:
+            asid = GLOBAL_ASID
+        key = (vpn << 16) | asid
         victim = None
         if key in s:
             del s[key]
         elif len(s) >= self.ways:
-            vkey = self._random.choice(list(s)) if self._random else next(iter(s))
+            if self._random:
+                vkey = self._random.choice(list(s))
+            else:
+                for vkey in s:          # the oldest: first in insertion (LRU: use) order
+                    break
             vpte = s.pop(vkey)
             victim = vkey >> 16
             self.stats.evictions += 1
@@ -89,7 +96,7 @@ class Tlb:
         s[key] = pte
         self.stats.fills += 1
         if self.listener:
-            self.listener("fill", vpn, GLOBAL_ASID if global_ else asid, pte, "")
+            self.listener("fill", vpn, asid, pte, "")
         return victim
 
     def update(self, vpn: int, asid: int, pte: int) -> None:
@@ -104,10 +111,14 @@ class Tlb:
     def invalidate_page(self, vpn: int, asid: int | None = None, reason: str = "") -> bool:
         """Drop the translations of one page (of one asid, or every asid); True if any was cached."""
         s = self.sets[vpn % self.nsets]
+        if asid is None:
+            keys = [k for k in s if k >> 16 == vpn]
+        else:
+            keys = ((vpn << 16) | asid, (vpn << 16) | GLOBAL_ASID)
         dropped = False
-        for key in [k for k in s if k >> 16 == vpn and (asid is None or k & 0xFFFF in (asid, GLOBAL_ASID))]:
-            del s[key]
-            dropped = True
+        for key in keys:
+            if s.pop(key, None) is not None:
+                dropped = True
         self.stats.invalidations += 1
         if self.listener:
             self.listener("invalidate", vpn, GLOBAL_ASID if asid is None else asid, 0, reason)
