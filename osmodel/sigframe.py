@@ -102,7 +102,7 @@ OLD_SIGACTION_32 = struct.Struct("<IIII")              # struct compat_old_sigac
 STACK_T_32 = struct.Struct("<IiI")                     # compat_stack_t: ss_sp, ss_flags, ss_size
 GREGS_32 = ("rdi", "rsi", "rbp", "rsp", "rbx", "rdx", "rcx", "rax")
 SEGMENTS_32 = ("gs", "fs", "es", "ds")
-SIGCONTEXT_32 = struct.Struct("<4I8I3I4I3I")             # struct sigcontext_32: gs fs es ds, di si bp sp bx dx cx
+SIGCONTEXT_32 = struct.Struct("<4I8I3I4I3I")          # struct sigcontext_32: gs fs es ds, di si bp sp bx dx cx
                                                        # ax, trapno err ip, cs, flags, sp_at_signal, ss,
                                                        # fpstate oldmask cr2
 FPSTATE_32_SIZE = 624                                  # struct _fpstate_32 (fpstate_unused in sigframe_ia32)
@@ -122,12 +122,11 @@ UC_OFFSET_32 = INFO_OFFSET_32 + SIGINFO_SIZE
 RT_RETCODE_OFFSET_32 = UC_OFFSET_32 + UCONTEXT_32_SIZE
 RT_SIGFRAME_32_SIZE = RT_RETCODE_OFFSET_32 + RETCODE_SIZE
 NR_SIGRETURN_32, NR_RT_SIGRETURN_32 = 119, 173
-USER32_CS = 0x23
 
 # siginfo_t's union, by layout (Linux's siginfo_layout): the x86-64 format and its compat one.
-# Both start after si_signo, si_errno, si_code: at offset 16 on x86-64 and 12 on i386.
+# Both follow si_signo, si_errno, si_code: at offset 16 on x86-64 (aligned for its pointers), 12 on i386.
 SIGINFO_HEAD = struct.Struct("<iii")
-UNION_64, UNION_32 = 16, 12
+UNION_64 = 16
 SIGINFO_UNION = {
     "kill": (struct.Struct("<iI"), struct.Struct("<iI")),                   # pid, uid
     "timer": (struct.Struct("<iiQ"), struct.Struct("<iiI")),                # tid, overrun, sigval
