@@ -32,6 +32,8 @@ from osmodel.fault import OOM, SEGV, FaultHandler, Resolution, Segv
 from osmodel.files import Block, FdTable, HostFile, SysError, host_umask
 from osmodel.process import RUNNABLE, SIG_DFL, SIG_IGN, SLEEPING, ZOMBIE, Process
 from osmodel.pagecache import FileBacking, PageCache
+from osmodel.syscall import ABI_32, ABI_64, dispatch   # before sigframe: it loads every handler module, then
+                                                      # the i386 table, which shares their handlers
 from osmodel.sigframe import NO_ALTSTACK, deliver, siginfo, trap_siginfo
 from osmodel.vfs import FileSystem
 from osmodel.signals import IGNORED_BY_DEFAULT, SIGCHLD, SIGKILL, SIGSEGV, signal_for_interrupt
@@ -752,7 +754,6 @@ class Kernel:
     def syscall(self) -> None:
         """The CPU executed `syscall` in the current process: a call of the x86-64 ABI. In a 32-bit
         program it is an invalid opcode (#UD), as on Intel cores, where ia32 code enters by int 0x80."""
-        from osmodel.syscall import ABI_64, dispatch
         if self.current.bits == 32:
             self.cpu.trap = Trap("invalid-opcode", self.cpu.reg("rip"))
             self.cpu.stop()
@@ -761,7 +762,6 @@ class Kernel:
 
     def int80(self) -> None:
         """The current process executed `int 0x80`: a call of the i386 ABI (from 64-bit code too, as on Linux)."""
-        from osmodel.syscall import ABI_32, dispatch
         dispatch(self, self.current, ABI_32)
 
     def handled_synchronously(self, proc: Process, sig: int, info: bytes) -> bool:
