@@ -2,14 +2,15 @@
 
 A 32-bit program asks with the i386 numbers, arguments in EBX, ECX, EDX, ESI, EDI and EBP,
 and 32-bit structure layouts. Where a call means the same and its structures have the same
-layout on both ABIs (read, openat, uname, getdents64, statx, the *_time64 calls...), the
-x86-64 handler serves it: osmodel.syscall.widen32 sign-extends its signed arguments first.
-The rest are here, registered with @syscall32, as Linux's compat_sys_* and ia32_* functions:
-the thread area (set_thread_area, and clone's CLONE_SETTLS), mmap2's page offsets and the old
-mmap's argument block, 32-bit time_t, timespec, timeval, rusage, rlimit, sysinfo, stat,
-stat64, statfs and dirent layouts, 64-bit file offsets split across two registers (low word
-first), 8-byte iovecs, select's 32-bit fd_set words, and socketcall's multiplexed socket calls.
-Most of them reuse the x86-64 handler's logic with the i386 structure layout.
+layout on both ABIs (read, write, uname, statx, the *32 uid calls, the *_time64 calls...), the
+x86-64 handler serves it (SHARED): osmodel.syscall.widen32 sign-extends its signed arguments first.
+The rest are here, registered with @syscall32, as Linux's compat_sys_* and ia32_* functions,
+most of them reusing the x86-64 handler's logic with the i386 structure layout: the thread area
+(set_thread_area, and clone's CLONE_SETTLS), mmap2's page offsets and the old mmap's argument
+block; 32-bit time_t, timespec, timeval, rusage, rlimit, sysinfo, stat, stat64, statfs and
+dirent layouts; 64-bit file offsets split across two registers (low word first); 8-byte iovecs;
+select's 32-bit fd_set words; socketcall's multiplexed socket calls; the old 16-bit uid calls;
+open without a forced O_LARGEFILE; and directory positions that fit a 32-bit off_t.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ STAT64 = struct.Struct("<Q4xIIIIIQ4xqIQIIIIIIQ")
 # (16-bit), st_rdev, st_size, st_blksize, st_blocks, atime, atime_nsec, mtime, mtime_nsec, ctime, ctime_nsec.
 STAT32 = struct.Struct("<IIHHHHIIIIIIIIII8x")
 OVERFLOW_ID = 65534                      # overflowuid/overflowgid: a 16-bit field's stand-in for a larger id
+NGROUPS_MAX = 65536
 # struct compat_statfs (64 bytes): f_type, f_bsize, f_blocks, f_bfree, f_bavail, f_files, f_ffree, f_fsid[2],
 # f_namelen, f_frsize, f_flags, f_spare[4].
 STATFS32 = struct.Struct("<7I2I3I16x")
@@ -324,16 +326,11 @@ def sys_get_robust_list(k: Kernel, p: Process, pid: int, head_ptr: int, len_ptr:
     return 0
 
 
-def compat_limit(value: int, ceiling: int) -> int:
-    """A 64-bit limit in a 32-bit field: anything above `ceiling` (infinity included) becomes `ceiling`."""
-    return min(value, ceiling)
-
-
 @syscall32("ugetrlimit", "dp")
 def sys_ugetrlimit(k: Kernel, p: Process, resource_id: int, rlim: int) -> int:
     """getrlimit with RLIM_INFINITY (and anything larger than 32 bits) as 0xffffffff."""
     soft, hard = get_rlimit(k, p, resource_id)
-    k.copyout(p, rlim, RLIMIT32.pack(compat_limit(soft, COMPAT_RLIM_INFINITY), compat_limit(hard, COMPAT_RLIM_INFINITY)))
+    k.copyout(p, rlim, RLIMIT32.pack(min(soft, COMPAT_RLIM_INFINITY), min(hard, COMPAT_RLIM_INFINITY)))
     return 0
 
 
@@ -341,7 +338,7 @@ def sys_ugetrlimit(k: Kernel, p: Process, resource_id: int, rlim: int) -> int:
 def sys_old_getrlimit(k: Kernel, p: Process, resource_id: int, rlim: int) -> int:
     """The old getrlimit (nr 76): limits above 0x7fffffff, infinity included, read as 0x7fffffff."""
     soft, hard = get_rlimit(k, p, resource_id)
-    k.copyout(p, rlim, RLIMIT32.pack(compat_limit(soft, OLD_RLIM_MAX), compat_limit(hard, OLD_RLIM_MAX)))
+    k.copyout(p, rlim, RLIMIT32.pack(min(soft, OLD_RLIM_MAX), min(hard, OLD_RLIM_MAX)))
     return 0
 
 
@@ -379,7 +376,7 @@ def sys_sched_getaffinity32(k: Kernel, p: Process, pid: int, size: int, mask: in
 
 @syscall32("arch_prctl", "xp")
 def sys_arch_prctl32(k: Kernel, p: Process, code: int, addr: int) -> int:
-    """A 32-bit process has no FS/GS base to set: only the common options (CPUID faulting, off: 1)."""
+    """A 32-bit process has no FS/GS base to set: of the common options, ARCH_GET_CPUID says 1 (cpuid works)."""
     if code & 0xFFFF_FFFF == ARCH_GET_CPUID:
         return 1
     raise SysError(errno.EINVAL)
@@ -404,6 +401,139 @@ def sys_oldolduname(k: Kernel, p: Process, buf: int) -> int:
         raise SysError(errno.EFAULT)
     k.copyout(p, buf, uname_fields(5, OLD_UTS_LEN + 1))
     return 0
+
+
+# -- identity: the old 16-bit uid and gid calls -------------------------------------------------------
+
+def handler64(name: str):
+    """The x86-64 handler of the system call `name`."""
+    return TABLE[NUMBERS[name]].handler
+
+
+def low_id(value: int) -> int:
+    """A uid or gid in a 16-bit field: overflowuid (65534) if it does not fit (high2lowuid)."""
+    return value if value <= 0xFFFF else OVERFLOW_ID
+
+
+def high_id(value: int) -> int:
+    """A 16-bit uid or gid argument as a 32-bit one: 0xffff, "leave unchanged", stays -1 (low2highuid)."""
+    value &= 0xFFFF
+    return 0xFFFF_FFFF if value == 0xFFFF else value
+
+
+@syscall32("getuid")
+def sys_getuid16(k: Kernel, p: Process) -> int:
+    return low_id(handler64("getuid")(k, p))
+
+
+@syscall32("geteuid")
+def sys_geteuid16(k: Kernel, p: Process) -> int:
+    return low_id(handler64("geteuid")(k, p))
+
+
+@syscall32("getgid")
+def sys_getgid16(k: Kernel, p: Process) -> int:
+    return low_id(handler64("getgid")(k, p))
+
+
+@syscall32("getegid")
+def sys_getegid16(k: Kernel, p: Process) -> int:
+    return low_id(handler64("getegid")(k, p))
+
+
+@syscall32("setuid", "u")
+def sys_setuid16(k: Kernel, p: Process, uid: int) -> int:
+    return handler64("setuid")(k, p, high_id(uid))
+
+
+@syscall32("setgid", "u")
+def sys_setgid16(k: Kernel, p: Process, gid: int) -> int:
+    return handler64("setgid")(k, p, high_id(gid))
+
+
+@syscall32("setreuid", "uu")
+def sys_setreuid16(k: Kernel, p: Process, ruid: int, euid: int) -> int:
+    return handler64("setreuid")(k, p, high_id(ruid), high_id(euid))
+
+
+@syscall32("setregid", "uu")
+def sys_setregid16(k: Kernel, p: Process, rgid: int, egid: int) -> int:
+    return handler64("setregid")(k, p, high_id(rgid), high_id(egid))
+
+
+@syscall32("setresuid", "uuu")
+def sys_setresuid16(k: Kernel, p: Process, ruid: int, euid: int, suid: int) -> int:
+    return handler64("setresuid")(k, p, high_id(ruid), high_id(euid), high_id(suid))
+
+
+@syscall32("setresgid", "uuu")
+def sys_setresgid16(k: Kernel, p: Process, rgid: int, egid: int, sgid: int) -> int:
+    return handler64("setresgid")(k, p, high_id(rgid), high_id(egid), high_id(sgid))
+
+
+def put_ids16(k: Kernel, p: Process, addrs: tuple[int, int, int], ids: tuple[int, int, int]) -> int:
+    """getresuid16/getresgid16: each id as an old_uid_t (65534 if it does not fit)."""
+    for addr, value in zip(addrs, ids):
+        k.copyout(p, addr, struct.pack("<H", low_id(value)))
+    return 0
+
+
+@syscall32("getresuid", "ppp")
+def sys_getresuid16(k: Kernel, p: Process, ruid: int, euid: int, suid: int) -> int:
+    return put_ids16(k, p, (ruid, euid, suid), os.getresuid())
+
+
+@syscall32("getresgid", "ppp")
+def sys_getresgid16(k: Kernel, p: Process, rgid: int, egid: int, sgid: int) -> int:
+    return put_ids16(k, p, (rgid, egid, sgid), os.getresgid())
+
+
+@syscall32("getgroups", "dp")
+def sys_getgroups16(k: Kernel, p: Process, size: int, groups: int) -> int:
+    """The supplementary groups as old_gid_t: their number; EINVAL if size is negative or too small."""
+    ids, size = os.getgroups(), signed32(size)
+    if size < 0 or 0 < size < len(ids):
+        raise SysError(errno.EINVAL)
+    if size:
+        k.copyout(p, groups, struct.pack(f"<{len(ids)}H", *(low_id(g) for g in ids)))
+    return len(ids)
+
+
+@syscall32("setgroups", "dp")
+def sys_setgroups16(k: Kernel, p: Process, size: int, groups: int) -> int:
+    """As setgroups: allowed only when it leaves the group list as it is (EPERM otherwise)."""
+    size = signed32(size)
+    if not 0 <= size <= NGROUPS_MAX:
+        raise SysError(errno.EINVAL)
+    ids = struct.unpack(f"<{size}H", k.copyin(p, groups, 2 * size)) if size else ()
+    if sorted({high_id(g) for g in ids}) != sorted(set(os.getgroups())):
+        raise SysError(errno.EPERM)
+    return 0
+
+
+@syscall32("setfsuid", "u")
+def sys_setfsuid16(k: Kernel, p: Process, uid: int) -> int:
+    return low_id(handler64("setfsuid")(k, p, high_id(uid)))
+
+
+@syscall32("setfsgid", "u")
+def sys_setfsgid16(k: Kernel, p: Process, gid: int) -> int:
+    return low_id(handler64("setfsgid")(k, p, high_id(gid)))
+
+
+@syscall32("chown", "suu")
+def sys_chown16(k: Kernel, p: Process, path: int, uid: int, gid: int) -> int:
+    return handler64("chown")(k, p, path, high_id(uid), high_id(gid))
+
+
+@syscall32("lchown", "suu")
+def sys_lchown16(k: Kernel, p: Process, path: int, uid: int, gid: int) -> int:
+    return handler64("lchown")(k, p, path, high_id(uid), high_id(gid))
+
+
+@syscall32("fchown", "duu")
+def sys_fchown16(k: Kernel, p: Process, fd: int, uid: int, gid: int) -> int:
+    return handler64("fchown")(k, p, fd, high_id(uid), high_id(gid))
 
 
 # -- time ---------------------------------------------------------------------------------------------
@@ -697,11 +827,6 @@ def pack_stat64(st: os.stat_result) -> bytes:
                        st.st_uid, st.st_gid, encode_dev(getattr(st, "st_rdev", 0) or 0), st.st_size,
                        getattr(st, "st_blksize", 4096) or 4096, getattr(st, "st_blocks", 0) or 0,
                        *stat_times(st), st.st_ino)
-
-
-def low_id(value: int) -> int:
-    """A uid or gid in a 16-bit field: overflowuid (65534) if it does not fit (high2lowuid)."""
-    return value if value <= 0xFFFF else OVERFLOW_ID
 
 
 def pack_stat32(st: os.stat_result) -> bytes:

@@ -155,6 +155,38 @@ int main(void) {
            YES(si.canary == CANARY), YES(si.procs > 0), YES(si.mem_unit && !(si.mem_unit & (si.mem_unit - 1))),
            YES(si.totalram > 0), YES(si.freeram <= si.totalram), YES(si.uptime > 0));
 
+    long uid = syscall(SYS_getuid32), gid = syscall(SYS_getgid32);
+    long low_uid = uid > 65535 ? 65534 : uid, low_gid = gid > 65535 ? 65534 : gid;
+    printf("16-bit ids: getuid %s geteuid %s getgid %s getegid %s\n", YES(syscall(SYS_getuid) == low_uid),
+           YES(syscall(SYS_geteuid) == low_uid), YES(syscall(SYS_getgid) == low_gid),
+           YES(syscall(SYS_getegid) == low_gid));
+    uint16_t ids16[4] = {1, 1, 1, 0x5a5a};
+    SHOW("getresuid16", syscall(SYS_getresuid, &ids16[0], &ids16[1], &ids16[2]));
+    printf("all the uid %s canary %s\n", YES(ids16[0] == low_uid && ids16[1] == low_uid && ids16[2] == low_uid),
+           YES(ids16[3] == 0x5a5a));
+    SHOW("getresgid16", syscall(SYS_getresgid, &ids16[0], &ids16[1], &ids16[2]));
+    printf("all the gid %s\n", YES(ids16[0] == low_gid && ids16[1] == low_gid && ids16[2] == low_gid));
+    SHOW("setuid16 to itself", syscall(SYS_setuid, low_uid));
+    SHOW("setreuid16 unchanged", syscall(SYS_setreuid, 0xffff, 0xffff));
+    SHOW("setresgid16 unchanged", syscall(SYS_setresgid, 0xffff, 0xffff, 0xffff));
+    SHOW("setfsuid16 query is the uid", syscall(SYS_setfsuid, 0xffff) == low_uid);
+    long ngroups = syscall(SYS_getgroups32, 0, 0);
+    uint16_t groups16[70];
+    groups16[ngroups < 64 ? ngroups : 64] = 0x5a5a;
+    SHOW("getgroups16 count agrees", syscall(SYS_getgroups, 0, 0) == ngroups);
+    if (ngroups < 64) {
+        SHOW("getgroups16 fills", syscall(SYS_getgroups, 64, groups16) == ngroups);
+        printf("canary %s\n", YES(groups16[ngroups] == 0x5a5a));
+    }
+    SHOW("getgroups16 negative", syscall(SYS_getgroups, -1, groups16));
+    char owned[] = "/tmp/run-elf-proc32-XXXXXX";
+    int ofd = mkstemp(owned);
+    SHOW("chown16 unchanged", syscall(SYS_chown, owned, 0xffff, 0xffff));
+    SHOW("lchown16 unchanged", syscall(SYS_lchown, owned, 0xffff, 0xffff));
+    SHOW("fchown16 to itself", syscall(SYS_fchown, ofd, low_uid, 0xffff));
+    close(ofd);
+    unlink(owned);
+
     uint32_t mask[4] = {0, 0, 0, CANARY};
     SHOW("sched_getaffinity 6 bytes", syscall(SYS_sched_getaffinity, 0, 6, mask));
     r = syscall(SYS_sched_getaffinity, 0, 12, mask);
@@ -166,6 +198,7 @@ int main(void) {
 
 TIME_C = COMMON + r"""
 #include <sys/select.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -210,7 +243,8 @@ int main(void) {
 
     struct { struct ts32 ts; uint32_t canary; } c = {{0, 0}, CANARY};
     SHOW("clock_gettime MONOTONIC", syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &c.ts));
-    printf("monotonic: nsec valid %s canary %s\n", YES(c.ts.nsec >= 0 && c.ts.nsec < 1000000000), YES(c.canary == CANARY));
+    printf("monotonic: nsec valid %s canary %s\n", YES(c.ts.nsec >= 0 && c.ts.nsec < 1000000000),
+           YES(c.canary == CANARY));
     syscall(SYS_clock_gettime, CLOCK_REALTIME, &c.ts);
     printf("realtime near the clock: %s\n", YES(c.ts.sec - real <= 1 && real - c.ts.sec <= 1));
     SHOW("clock_gettime bad clock", syscall(SYS_clock_gettime, 99, &c.ts));
@@ -309,6 +343,32 @@ int main(void) {
     FD_ZERO(&rd); FD_SET(p[0], &rd);
     SHOW("_newselect at end of file", syscall(SYS__newselect, p[0] + 1, &rd, 0, 0, 0));
     printf("read bit %d\n", FD_ISSET(p[0], &rd));
+
+    int q[2];
+    pipe(q);
+    pid_t writer = fork();
+    if (writer == 0) {
+        syscall(SYS_nanosleep, &ten_ms, 0);
+        write(q[1], "y", 1);
+        _exit(0);
+    }
+    FD_ZERO(&rd); FD_SET(q[0], &rd);
+    tv.sec = 5; tv.usec = 0;
+    SHOW("_newselect waits for a writer", syscall(SYS__newselect, q[0] + 1, &rd, 0, 0, &tv));
+    printf("read bit %d, time left under 5s %s\n", FD_ISSET(q[0], &rd), YES(tv.sec < 5));
+    waitpid(writer, 0, 0);
+    read(q[0], &b, 1);
+    FD_ZERO(&rd); FD_SET(q[0], &rd);
+    tv.sec = 0; tv.usec = 30000;
+    t0 = now_ns(CLOCK_MONOTONIC);
+    SHOW("_newselect times out on a quiet pipe", syscall(SYS__newselect, q[0] + 1, &rd, 0, 0, &tv));
+    printf("waited 30ms %s, read bit %d, left %d.%06d\n", YES(now_ns(CLOCK_MONOTONIC) - t0 >= 30000000),
+           FD_ISSET(q[0], &rd), tv.sec, tv.usec);
+    struct ts32 in_20ms = {0, 20000000};
+    FD_ZERO(&wr); FD_SET(q[1], &wr);
+    SHOW("pselect6 writable at once", syscall(SYS_pselect6, q[1] + 1, 0, &wr, 0, &in_20ms, 0));
+    printf("write bit %d, timeout updated %s\n", FD_ISSET(q[1], &wr),
+           YES(in_20ms.sec == 0 && in_20ms.nsec <= 20000000));
     return 0;
 }
 """
@@ -331,8 +391,8 @@ struct stat32k {          /* the kernel's struct stat (compat_stat) on i386 */
 };
 struct statfs32k { uint32_t type, bsize, blocks, bfree, bavail, files, ffree, fsid[2], namelen, frsize, flags, spare[4];
                    uint32_t canary; };
-struct statfs64k { uint32_t type, bsize; uint64_t blocks, bfree, bavail, files, ffree; uint32_t fsid[2], namelen, frsize,
-                   flags, spare[4]; uint32_t canary; } __attribute__((packed));
+struct statfs64k { uint32_t type, bsize; uint64_t blocks, bfree, bavail, files, ffree; uint32_t fsid[2], namelen,
+                   frsize, flags, spare[4]; uint32_t canary; } __attribute__((packed));
 struct iov32 { void *base; uint32_t len; };
 
 static void show_stat64(const char *what, struct stat64k *st, struct stat *ref) {
