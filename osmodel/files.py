@@ -69,12 +69,16 @@ class Block(Exception):
 POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
 
 
+# Flags that act at open time only: Linux's do_dentry_open drops them from the file's f_flags (F_GETFL).
+OPEN_ONLY_FLAGS = O_CLOEXEC | os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_TRUNC
+
+
 class File:
     """An open file description, shared by dup'ed and inherited descriptors. Subclasses say what it is."""
 
     def __init__(self, path: str, flags: int):
         self.path = path
-        self.flags = flags & ~O_CLOEXEC
+        self.flags = flags & ~OPEN_ONLY_FLAGS
         self.refs = 0
 
     def read(self, size: int) -> bytes:

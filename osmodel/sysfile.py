@@ -23,6 +23,8 @@ MAX_IO = 1 << 20                     # the most one read/write moves at a time (
 AT_SYMLINK_NOFOLLOW = 0x100
 AT_EMPTY_PATH = 0x1000
 TCGETS = 0x5401
+KERNEL_TERMIOS_SIZE = 36      # the kernel's struct termios: 4 flag words, c_line, c_cc[19] (libc's is larger)
+WINSIZE_SIZE = 8              # struct winsize: 4 shorts
 TIOCGWINSZ = 0x5413
 FIONREAD = 0x541B
 IOV = struct.Struct("<QQ")           # struct iovec (x86-64): iov_base, iov_len
@@ -257,7 +259,7 @@ def sys_ioctl(k: Kernel, p: Process, fd: int, request: int, arg: int) -> int:
     if request in (TCGETS, TIOCGWINSZ):
         if not f.isatty():
             raise SysError(errno.ENOTTY)
-        size = 60 if request == TCGETS else 8
+        size = KERNEL_TERMIOS_SIZE if request == TCGETS else WINSIZE_SIZE
         data = fcntl.ioctl(f.hostfd, termios.TCGETS if request == TCGETS else termios.TIOCGWINSZ, bytes(size))
         k.copyout(p, arg, data)
         return 0
