@@ -145,21 +145,28 @@ def _run_elf_fixture():
     return run_elf
 
 
-def compile_static(sources: dict[str, str], out: Path) -> dict[str, str]:
-    """Compile each C source (name -> text, dedented) with gcc -static -O1 into out; name -> path.
-    Skips the calling test when gcc or a static libc is missing."""
+def compile_static(sources: dict[str, str | tuple[str, tuple[str, ...]]], out: Path,
+                   flags: tuple[str, ...] = ()) -> dict[str, str]:
+    """Compile each C source (name -> text, or (text, extra flags); dedented) with gcc -static -O1 and
+    `flags` (e.g. ("-m32",)) into out, in parallel; name -> path. Skips the calling test when gcc or the
+    static libc for those flags is missing."""
     import shutil
     import textwrap
     gcc = shutil.which("gcc")
     if gcc is None:
         pytest.skip("gcc is needed to build the guest programs")
-    paths = {}
+    jobs = {}
     for name, source in sources.items():
-        src = out / f"{name}.c"
-        src.write_text(textwrap.dedent(source))
-        exe = out / name
-        proc = subprocess.run([gcc, "-static", "-O1", "-o", str(exe), str(src)], capture_output=True, text=True)
-        if proc.returncode:
-            pytest.skip(f"gcc -static failed (no static libc?): {proc.stderr[-500:]}")
-        paths[name] = str(exe)
+        text, extra = (source, ()) if isinstance(source, str) else source
+        src, exe = out / f"{name}.c", out / name
+        src.write_text(textwrap.dedent(text))
+        jobs[name] = (str(exe), subprocess.Popen([gcc, *flags, "-static", "-O1", *extra, "-o", str(exe), str(src)],
+                                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    paths = {}
+    for name, (exe, job) in jobs.items():
+        log, _ = job.communicate(timeout=300)
+        if job.returncode:
+            hint = " (gcc-multilib for -m32?)" if "-m32" in flags else " (no static libc?)"
+            pytest.skip(f"gcc {' '.join(flags)} -static {name}.c failed{hint}: {log[-500:]}")
+        paths[name] = exe
     return paths

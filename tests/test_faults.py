@@ -11,8 +11,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 
@@ -20,6 +18,7 @@ import pytest
 from elftools.elf.constants import P_FLAGS
 from elftools.elf.elffile import ELFFile
 
+from conftest import compile_static
 from osmodel import addrspace
 from osmodel.kernel import Config, Kernel
 from vm.ram import Owner
@@ -241,21 +240,7 @@ int main(void)
 @pytest.fixture(scope="module")
 def programs(tmp_path_factory):
     """The small programs above, built with gcc -static (skipped without gcc)."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("gcc is not installed")
-    d = tmp_path_factory.mktemp("progs")
-    jobs = {}
-    for name, text in PROGRAMS.items():
-        src = d / f"{name}.c"
-        src.write_text(text)
-        jobs[name] = subprocess.Popen([gcc, "-static", "-O1", "-o", str(d / name), str(src)],
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for name, job in jobs.items():
-        out, _ = job.communicate(timeout=120)
-        if job.returncode != 0:
-            pytest.skip(f"gcc -static {name}.c failed: {out[-500:]}")
-    return {name: str(d / name) for name in PROGRAMS}
+    return compile_static(PROGRAMS, tmp_path_factory.mktemp("progs"))
 
 
 def test_read_maps_the_zero_page_and_write_replaces_it(programs):

@@ -11,13 +11,11 @@ emulation), which is the oracle.
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
-import textwrap
 
 import pytest
 
-from conftest import run_elf, run_native
+from conftest import compile_static, run_elf, run_native
 
 COMMON = r"""
 #define _GNU_SOURCE
@@ -745,19 +743,7 @@ SOURCES = {"proc32": (PROC_C, ()), "time32": (TIME_C, ()), "files32": (FILES_C, 
 @pytest.fixture(scope="module")
 def programs(tmp_path_factory):
     """name -> path of each program above, built with gcc -m32 -static (the module is skipped without one)."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("gcc is not installed")
-    out = tmp_path_factory.mktemp("sys32")
-    paths = {}
-    for name, (source, flags) in SOURCES.items():
-        src, exe = out / f"{name}.c", out / name
-        src.write_text(textwrap.dedent(source))
-        r = subprocess.run([gcc, "-m32", "-static", "-O1", *flags, "-o", str(exe), str(src)],
-                           capture_output=True, text=True)
-        if r.returncode:
-            pytest.skip(f"`gcc -m32 -static` cannot build an i386 program (install gcc-multilib): {r.stderr[-300:]}")
-        paths[name] = str(exe)
+    paths = compile_static(SOURCES, tmp_path_factory.mktemp("sys32"), flags=("-m32",))
     probe = subprocess.run([paths["proc32"]], capture_output=True, timeout=60)
     if probe.returncode < 0 or b"wait4" not in probe.stdout:
         pytest.skip("this host does not run i386 programs natively (no IA32 emulation)")

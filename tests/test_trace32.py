@@ -13,13 +13,12 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import textwrap
 
 import pytest
 from elftools.elf.constants import P_FLAGS
 from elftools.elf.elffile import ELFFile
 
-from conftest import USING_RUN_ELF, run_elf, run_native
+from conftest import USING_RUN_ELF, compile_static, run_elf, run_native
 from osmodel.trace import SCHEMA, read_jsonl, validate
 
 pytestmark = pytest.mark.skipif(not USING_RUN_ELF, reason="run-elf's own options and reports")
@@ -132,21 +131,7 @@ SOURCES = {
 @pytest.fixture(scope="module")
 def progs(tmp_path_factory) -> dict[str, str]:
     """The programs of SOURCES built with gcc -m32 -static -O1 (the module is skipped without a 32-bit toolchain)."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("gcc is needed to build the 32-bit guest programs")
-    out = tmp_path_factory.mktemp("i386")
-    paths = {}
-    for name, source in SOURCES.items():
-        src = out / f"{name}.c"
-        src.write_text(textwrap.dedent(source))
-        exe = out / name
-        built = subprocess.run([gcc, "-m32", "-static", "-O1", "-o", str(exe), str(src)], capture_output=True,
-                               text=True)
-        if built.returncode:
-            pytest.skip(f"gcc -m32 -static failed (no gcc-multilib / i386 static libc?): {built.stderr[-300:]}")
-        paths[name] = str(exe)
-    return paths
+    return compile_static(SOURCES, tmp_path_factory.mktemp("i386"), flags=("-m32",))
 
 
 def need_objdump() -> str:
