@@ -118,6 +118,7 @@ class AddressSpace:
         self.asid = asid
         self.cache = cache             # the page cache whose frames this space may map
         self.regions: list[Region] = []
+        self._found: Region | None = None   # the region find() returned last (dropped when a region is)
         self._starts: list[int] = []
         self.brk_start = 0
         self.brk = 0
@@ -132,10 +133,14 @@ class AddressSpace:
 
     def find(self, vaddr: int) -> Region | None:
         """The region containing vaddr, or None."""
+        r = self._found
+        if r is not None and r.start <= vaddr < r.end:     # faults come in runs within one region
+            return r
         i = bisect.bisect_right(self._starts, vaddr) - 1
         if i >= 0:
             r = self.regions[i]
             if vaddr < r.end:
+                self._found = r
                 return r
         return None
 
@@ -170,12 +175,14 @@ class AddressSpace:
             if r is not None and r.start < at:
                 i = self.regions.index(r)
                 lo, hi = r.split(at)
+                self._found = None
                 self.regions[i:i + 1] = [lo, hi]
                 self._starts[i:i + 1] = [lo.start, hi.start]
         return [r for r in self.regions if r.start >= start and r.end <= end]
 
     def remove(self, region: Region) -> None:
         """Forget a region (its pages must already be unmapped)."""
+        self._found = None
         i = self.regions.index(region)
         del self.regions[i]
         del self._starts[i]
@@ -279,6 +286,7 @@ class AddressSpace:
         """
         child.regions = [replace(r) for r in self.regions]
         child._starts = list(self._starts)
+        child._found = None
         child.brk_start, child.brk = self.brk_start, self.brk
         child.stack_limit, child.stack_top, child.mmap_base = self.stack_limit, self.stack_top, self.mmap_base
         words = self.pagetable.words
@@ -315,6 +323,7 @@ class AddressSpace:
         self.unmap_pages(0, self.user_top)
         self.pagetable.free_user_tables()
         self.regions.clear()
+        self._found = None
         self._starts.clear()
 
     def maps(self) -> list[str]:

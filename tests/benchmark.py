@@ -2,13 +2,19 @@
 """Benchmark run-elf against native execution and qemu-x86_64.
 
     python tests/benchmark.py [--runs N] [--timeout S] [--runners native,qemu,run-elf]
+                              [--baseline DIR]
 
 Each round runs every program under every runner, interleaved (native,
 qemu, run-elf, native, qemu, run-elf, ...), so slow drifts in machine load
 hit all runners alike.  Prints the median wall time per runner and the
 ratios run-elf/qemu and run-elf/native.  A runner that is not available is
 skipped with a message.  Then, if run-elf has a --stats option, runs the
-touch sample once with it and reports demand-zero faults per second.
+touch sample with it (once per round, interleaved with the baseline's) and
+reports demand-zero faults per second from the median run time.
+
+--baseline DIR adds a runner "baseline": run-elf from another checkout of
+this repository (e.g. `git worktree add /tmp/before HEAD~1`), run from DIR
+with the same arguments, for before/after figures from one interleaved run.
 
 To benchmark another program, add a (label, argv) entry to PROGRAMS; argv is
 relative to the repository root.
@@ -39,6 +45,7 @@ PROGRAMS: list[tuple[str, list[str]]] = [
 STATS_PROGRAM = ["samples/bin/touch", "64"]
 
 RUN_ELF = [sys.executable, "-m", "osmodel"]
+RUNNERS = ("native", "qemu", "run-elf", "baseline")
 
 
 def runner_commands() -> dict[str, list[str]]:
@@ -47,20 +54,21 @@ def runner_commands() -> dict[str, list[str]]:
         "native": [],
         "qemu": ["qemu-x86_64"],
         "run-elf": list(RUN_ELF),
+        "baseline": list(RUN_ELF),
     }
 
 
-def run_elf_help() -> str | None:
-    """run-elf's --help text, or None if it cannot be run yet."""
+def run_elf_help(cwd: Path = ROOT) -> str | None:
+    """The --help text of the run-elf in `cwd`, or None if it cannot be run yet."""
     try:
-        p = subprocess.run([*RUN_ELF, "--help"], cwd=ROOT, capture_output=True,
+        p = subprocess.run([*RUN_ELF, "--help"], cwd=cwd, capture_output=True,
                            text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return p.stdout + p.stderr if p.returncode == 0 else None
 
 
-def available(name: str) -> tuple[bool, str]:
+def available(name: str, baseline: Path | None = None) -> tuple[bool, str]:
     if name == "native":
         return True, ""
     if name == "qemu":
@@ -69,14 +77,19 @@ def available(name: str) -> tuple[bool, str]:
     if name == "run-elf":
         return (run_elf_help() is not None,
                 "`python -m osmodel --help` does not run (yet)")
+    if name == "baseline":
+        if baseline is None:
+            return False, "no --baseline DIR given"
+        return (run_elf_help(baseline) is not None,
+                f"`python -m osmodel --help` does not run in {baseline}")
     return False, f"unknown runner {name}"
 
 
-def timed_run(cmd: list[str], timeout: float) -> tuple[float | None, bytes, str]:
+def timed_run(cmd: list[str], timeout: float, cwd: Path = ROOT) -> tuple[float | None, bytes, str]:
     """Wall time (None on failure), stdout, and a failure description."""
     start = time.perf_counter()
     try:
-        p = subprocess.run(cmd, cwd=ROOT, stdin=subprocess.DEVNULL,
+        p = subprocess.run(cmd, cwd=cwd, stdin=subprocess.DEVNULL,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -136,39 +149,67 @@ def parse_stats(text: str) -> tuple[int | None, float | None]:
     return faults, seconds
 
 
-def stats_report(timeout: float) -> None:
-    print()
-    label = " ".join(STATS_PROGRAM)
-    help_text = run_elf_help()
-    if help_text is None or "--stats" not in help_text:
-        why = "run-elf not runnable" if help_text is None else "no --stats option"
-        print(f"demand-zero faults/s ({label}): n/a ({why})")
-        return
+def stats_run(cwd: Path, timeout: float) -> tuple[int | None, float | None, list[str], str]:
+    """One `run-elf --stats` run of STATS_PROGRAM from `cwd`: (demand-zero faults, run time in
+    seconds, the non-empty stderr lines, why the figures are missing or "")."""
     cmd = [*RUN_ELF, "--stats", *STATS_PROGRAM]
     start = time.perf_counter()
     try:
-        p = subprocess.run(cmd, cwd=ROOT, stdin=subprocess.DEVNULL,
+        p = subprocess.run(cmd, cwd=cwd, stdin=subprocess.DEVNULL,
                            capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        print(f"demand-zero faults/s ({label}): n/a (timed out)")
-        return
+        return None, None, [], "timed out"
     wall = time.perf_counter() - start
-    text = p.stderr + "\n" + p.stdout
-    faults, seconds = parse_stats(text)
-    stats_lines = [l for l in p.stderr.splitlines() if l.strip()]
-    if stats_lines:
-        print(f"run-elf --stats {label} (stderr):")
-        for line in stats_lines[:40]:
-            print(f"    {line}")
+    faults, seconds = parse_stats(p.stderr + "\n" + p.stdout)
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
     if faults is None:
-        print(f"demand-zero faults/s ({label}): n/a (no demand-zero fault count in the stats)")
-        return
+        return None, None, lines, "no demand-zero fault count in the stats"
     if seconds is None or seconds <= 0:
-        print(f"demand-zero faults/s ({label}): n/a "
-              f"({faults} faults, but no run time in the stats; wall time was {fmt_time(wall)})")
-        return
-    print(f"demand-zero faults/s ({label}): {faults / seconds:,.0f} "
-          f"({faults} faults in {fmt_time(seconds)})")
+        return faults, None, lines, (f"{faults} faults, but no run time in the stats; "
+                                     f"wall time was {fmt_time(wall)}")
+    return faults, seconds, lines, ""
+
+
+def stats_report(runs: int, timeout: float, baseline: Path | None = None) -> None:
+    """Demand-zero faults per second of STATS_PROGRAM: the median over `runs` --stats runs, interleaved
+    with the baseline's when there is one."""
+    print()
+    label = " ".join(STATS_PROGRAM)
+    sides = [("run-elf", ROOT)] + ([("baseline", baseline)] if baseline is not None else [])
+    usable = []
+    for name, cwd in sides:
+        help_text = run_elf_help(cwd)
+        if help_text is None or "--stats" not in help_text:
+            why = "not runnable" if help_text is None else "no --stats option"
+            print(f"{name} demand-zero faults/s ({label}): n/a ({why})")
+        else:
+            usable.append((name, cwd))
+    seconds: dict[str, list[float]] = {name: [] for name, _ in usable}
+    faults: dict[str, int] = {}
+    failed: dict[str, str] = {}
+    shown = False
+    for _ in range(max(runs, 1)):
+        for name, cwd in usable:
+            if name in failed:
+                continue
+            n, t, lines, why = stats_run(cwd, timeout)
+            if name == "run-elf" and not shown and lines:
+                print(f"run-elf --stats {label} (stderr):")
+                for line in lines[:40]:
+                    print(f"    {line}")
+                shown = True
+            if t is None:
+                failed[name] = why
+                continue
+            faults[name] = n
+            seconds[name].append(t)
+    for name, _ in usable:
+        if name in failed:
+            print(f"{name} demand-zero faults/s ({label}): n/a ({failed[name]})")
+            continue
+        t = statistics.median(seconds[name])
+        print(f"{name} demand-zero faults/s ({label}): {faults[name] / t:,.0f} "
+              f"({faults[name]} faults in {fmt_time(t)}, median of {len(seconds[name])})")
 
 
 def main() -> int:
@@ -177,21 +218,26 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=600,
                     help="seconds per single run (default 600)")
     ap.add_argument("--runners", default="native,qemu,run-elf",
-                    help="comma-separated subset of native,qemu,run-elf")
+                    help="comma-separated subset of " + ",".join(RUNNERS))
+    ap.add_argument("--baseline", type=Path, metavar="DIR",
+                    help="another checkout of this repository whose run-elf runs too, as 'baseline'")
     args = ap.parse_args()
 
     commands = runner_commands()
     wanted = [r.strip() for r in args.runners.split(",") if r.strip()]
+    if args.baseline is not None and "baseline" not in wanted:
+        wanted.append("baseline")
     runners = []
     for name in wanted:
         if name not in commands:
             print(f"unknown runner {name!r}; choose from {', '.join(commands)}")
             return 2
-        ok, why = available(name)
+        ok, why = available(name, args.baseline)
         if ok:
             runners.append(name)
         else:
             print(f"skipping {name}: {why}")
+    cwds = {name: (args.baseline if name == "baseline" else ROOT) for name in runners}
 
     programs = []
     for label, argv in PROGRAMS:
@@ -210,7 +256,7 @@ def main() -> int:
                 key = (label, name)
                 if key in failed:
                     continue
-                t, out, why = timed_run([*commands[name], *argv], args.timeout)
+                t, out, why = timed_run([*commands[name], *argv], args.timeout, cwds[name])
                 if t is None:
                     failed[key] = why
                     print(f"  {label} under {name} failed: {why}", file=sys.stderr)
@@ -225,15 +271,18 @@ def main() -> int:
         ts = times.get((label, name))
         return statistics.median(ts) if ts else None
 
-    header = ["program", *[f"{r}" for r in ("native", "qemu", "run-elf")],
-              "run-elf/qemu", "run-elf/native"]
+    shown = [r for r in RUNNERS if r != "baseline" or r in runners]
+    header = ["program", *shown, "run-elf/qemu", "run-elf/native"]
+    if "baseline" in runners:
+        header.append("run-elf/baseline")
     rows = []
     for label, argv in programs:
-        m = {r: median(label, r) for r in ("native", "qemu", "run-elf")}
-        rows.append([f"{label} ({' '.join(argv[1:])})",
-                     *[fmt_time(m[r]) for r in ("native", "qemu", "run-elf")],
-                     fmt_ratio(m["run-elf"], m["qemu"]),
-                     fmt_ratio(m["run-elf"], m["native"])])
+        m = {r: median(label, r) for r in RUNNERS}
+        row = [f"{label} ({' '.join(argv[1:])})", *[fmt_time(m[r]) for r in shown],
+               fmt_ratio(m["run-elf"], m["qemu"]), fmt_ratio(m["run-elf"], m["native"])]
+        if "baseline" in runners:
+            row.append(fmt_ratio(m["run-elf"], m["baseline"]))
+        rows.append(row)
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
     print()
     print(f"median wall time over {args.runs} round(s)")
@@ -244,7 +293,7 @@ def main() -> int:
         print(f"{label} under {name}: failed ({why})")
 
     if "run-elf" in runners:
-        stats_report(args.timeout)
+        stats_report(args.runs, args.timeout, args.baseline if "baseline" in runners else None)
     else:
         print(f"\ndemand-zero faults/s ({' '.join(STATS_PROGRAM)}): n/a (run-elf skipped)")
     return 0

@@ -42,7 +42,7 @@ UC_READ, UC_WRITE, UC_EXEC = ucc.UC_PROT_READ, ucc.UC_PROT_WRITE, ucc.UC_PROT_EX
 _UC_READ_WRITE, _UC_READ_EXEC, _UC_ALL = UC_READ | UC_WRITE, UC_READ | UC_EXEC, UC_READ | UC_WRITE | UC_EXEC
 _UC_MEM_READ = ucc.UC_MEM_READ             # the fill hook's access codes are UC_MEM_READ + ACCESS_*
 _WRITE_OK = PTE_WRITABLE | PTE_DIRTY      # a cached entry serves a write only if both are set
-_FAULT_RETRIES = 3                 # a walk still faulting after this many resolved faults is a kernel bug
+_FAULT_RETRIES = 4                 # a walk still faulting after this many resolved faults is a kernel bug
 _GROW_FIRST = 512                  # fills before the first growth flush of Unicorn's TLB
 _GROW_MAX = 1 << 20                # the largest interval between growth flushes
 _TLB_FLUSH_CODE = (ucc.UC_CTL_IO_WRITE << 30) | ucc.UC_CTL_TLB_FLUSH
@@ -147,12 +147,19 @@ class Cpu:
                 # Only the entry trampoline runs at CPL 0; the first fill after its sysretq is at CPL 3.
                 user = self.user = self.uc.reg_read(x86.UC_X86_REG_CS) & 3 == 3
             acc = access - _UC_MEM_READ
-            pte = self.tlb.lookup(vpn, self.asid)
+            tlb = self.tlb
+            pte = tlb.lookup(vpn, self.asid)
             if not pte or (acc == ACCESS_WRITE and pte & _WRITE_OK != _WRITE_OK) \
                     or (acc == ACCESS_FETCH and pte & PTE_NX) or (user and not pte & PTE_USER):
-                pte = self.translate(vaddr, acc)
-                if not pte:
-                    return self._refuse_fill()
+                # Our TLB misses or its entry does not allow the access: walk (and fault) as the hardware does.
+                slot, pte = self.mmu.walk(self.root, vaddr, acc, user, self.fmt, False)
+                if slot < 0:
+                    pte = self.fault_in(vaddr, acc)
+                    if not pte:
+                        return self._refuse_fill()
+                victim = tlb.insert(vpn, self.asid, pte, pte & PTE_GLOBAL)
+                if victim is not None and victim in self._uc_holds:
+                    self.flush_unicorn_tlb()
             fills = self.fills = self.fills + 1
             if fills >= self._grow_at:
                 self._grow_unicorn_tlb()
@@ -204,25 +211,20 @@ class Cpu:
             self.flush_unicorn_tlb()
         return False
 
-    def translate(self, vaddr: int, access: int) -> int:
-        """Walk vaddr (its page faults go to the OS), cache it in our TLB; the leaf entry, or 0 if refused."""
+    def fault_in(self, vaddr: int, access: int) -> int:
+        """The walk of vaddr faulted: raise the fault into the OS and walk again until it translates; the
+        leaf entry, or 0 if the OS refused the fault (the access fails)."""
         mmu = self.mmu
-        slot, pte = mmu.walk(self.root, vaddr, access, self.user, self.fmt, False)
-        retries = 0
-        while slot < 0:
+        for _ in range(_FAULT_RETRIES):
             fault = mmu.fault
             if self.faults is None or not self.faults.page_fault(fault):
                 # Unicorn also probes pages it may not run (and recovers); only a failed run uses this.
                 self.refused = fault
                 return 0
-            retries += 1
-            if retries > _FAULT_RETRIES:
-                raise RuntimeError(f"page fault at {vaddr:#x} resolved but still faulting")
             slot, pte = mmu.walk(self.root, vaddr, access, self.user, self.fmt, False)
-        victim = self.tlb.insert(vaddr >> 12, self.asid, pte, pte & PTE_GLOBAL)
-        if victim is not None and victim in self._uc_holds:
-            self.flush_unicorn_tlb()
-        return pte
+            if slot >= 0:
+                return pte
+        raise RuntimeError(f"page fault at {vaddr:#x} resolved but still faulting")
 
     def invalidate_page(self, vaddr: int, asid: int | None = None, reason: str = "") -> None:
         """INVLPG: drop one page from our TLB (one asid or all) and keep Unicorn's TLB coherent."""

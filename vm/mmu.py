@@ -111,7 +111,7 @@ class Mmu:
         With raise_fault=False a fault is not raised but left in `self.fault`, and the walk
         returns NO_TRANSLATION, (-1, 0): the CPU's fill path handles faults without unwinding.
         """
-        if fmt is not None and fmt is not X86_64:
+        if fmt is not X86_64 and fmt is not None:
             return self.walk_fmt(root, vaddr, access, user, fmt, raise_fault)
         self.walks += 1
         top = vaddr >> 47

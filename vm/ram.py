@@ -52,44 +52,46 @@ class PhysicalMemory:
         self.words = self.view.cast("Q")
         self.owner = bytearray(self.nframes)
         self.refcount = array("I", bytes(4 * self.nframes))
-        self._free = list(range(self.nframes - 1, 0, -1))
-        self._clean = bytearray(b"\x01") * self.nframes   # 1 while the frame is still zero from the host
+        # Frames are handed out freed-first (the last freed is the first reused), else the lowest never used:
+        # `_free` stacks the freed ones, `_fresh` is the next never-used frame (still zero from the host).
+        self._free: list[int] = []
+        self._fresh = 1
         self.owner[0] = Owner.KERNEL
-        self._low_free = len(self._free)      # the fewest free frames there have been (peak_used)
         self.code = bytearray(self.nframes)   # 1 if the CPU may have translated code from the frame
         self.code_freed = False               # a code frame was freed: translated code must be dropped
 
     @property
     def free_frames(self) -> int:
         """How many frames are free."""
-        return len(self._free)
+        return len(self._free) + self.nframes - self._fresh
 
     @property
     def used_frames(self) -> int:
         """How many frames are allocated (frame 0 excluded)."""
-        return self.nframes - 1 - len(self._free)
+        return self._fresh - 1 - len(self._free)
+
+    @property
+    def peak_used(self) -> int:
+        """The most frames ever allocated at once (frame 0 excluded): a never-used frame is taken only
+        when no freed one is left, that is with every frame below it in use."""
+        return self._fresh - 1
 
     def alloc(self, owner: Owner, zero: bool = True) -> int:
         """Take a free frame for `owner` with reference count 1; zero it unless told not to."""
         free = self._free
-        if not free:
-            raise OutOfMemory(f"out of physical memory ({self.nframes} frames)")
-        pfn = free.pop()
-        if self._clean[pfn]:
-            self._clean[pfn] = 0            # still zero from the host: nothing to clear
-        elif zero:
-            base = pfn << PAGE_SHIFT
-            self.view[base:base + PAGE_SIZE] = ZERO_BYTES
+        if free:
+            pfn = free.pop()
+            if zero:
+                base = pfn << PAGE_SHIFT
+                self.view[base:base + PAGE_SIZE] = ZERO_BYTES
+        else:
+            pfn = self._fresh
+            if pfn >= self.nframes:
+                raise OutOfMemory(f"out of physical memory ({self.nframes} frames)")
+            self._fresh = pfn + 1
         self.owner[pfn] = owner
         self.refcount[pfn] = 1
-        if len(free) < self._low_free:
-            self._low_free = len(free)
         return pfn
-
-    @property
-    def peak_used(self) -> int:
-        """The most frames ever allocated at once (frame 0 excluded)."""
-        return self.nframes - 1 - self._low_free
 
     def get(self, pfn: int) -> None:
         """Take one more reference to an allocated frame."""
@@ -157,5 +159,5 @@ class PhysicalMemory:
         counts = {o.name.lower(): 0 for o in Owner}
         for o in Owner:
             counts[o.name.lower()] = self.owner.count(o)
-        counts["free"] = len(self._free)
+        counts["free"] = self.free_frames
         return counts

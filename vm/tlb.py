@@ -57,10 +57,11 @@ class Tlb:
         s = self.sets[vpn % self.nsets]
         stats = self.stats
         stats.lookups += 1
-        key = (vpn << 16) | asid
+        tag = vpn << 16
+        key = tag | asid
         pte = s.get(key)
         if pte is None:
-            key = (vpn << 16) | GLOBAL_ASID
+            key = tag | GLOBAL_ASID
             pte = s.get(key)
             if pte is None:
                 stats.misses += 1
