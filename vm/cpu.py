@@ -98,9 +98,10 @@ class Cpu:
         # Registers through Unicorn's C API directly: the binding's reg_read costs several microseconds.
         self._reg_value = ctypes.c_uint64()
         self._reg_ref = ctypes.byref(self._reg_value)
-        self._syscall_vals = [ctypes.c_uint64() for _ in SYSCALL_REGS]
+        self._syscall_vals = (ctypes.c_uint64 * len(SYSCALL_REGS))()
         self._syscall_ids = (ctypes.c_int * len(SYSCALL_REGS))(*(REG[n] for n in SYSCALL_REGS))
-        self._syscall_ptrs = (ctypes.c_void_p * len(SYSCALL_REGS))(*(ctypes.addressof(v) for v in self._syscall_vals))
+        self._syscall_ptrs = (ctypes.c_void_p * len(SYSCALL_REGS))(
+            *(ctypes.addressof(self._syscall_vals) + 8 * i for i in range(len(SYSCALL_REGS))))
         self._syscall_ids_32 = (ctypes.c_int * len(SYSCALL_REGS_32))(*(REG[n] for n in SYSCALL_REGS_32))
         self.fills = 0
         self.uc_flushes = 0
@@ -399,6 +400,7 @@ class Cpu:
             reg_id = getattr(x86, f"UC_X86_REG_{name.upper()}")
             if reg_id >= x86.UC_X86_REG_XMM0 and reg_id <= x86.UC_X86_REG_XMM31:
                 return self.uc.reg_read(reg_id)
+        self._reg_value.value = 0        # a 32- or 16-bit register fills only the low bytes
         ucbinding.uclib.uc_reg_read(self._uch, reg_id, self._reg_ref)
         return self._reg_value.value
 
@@ -410,6 +412,8 @@ class Cpu:
     def syscall_args(self, bits: int = 64) -> tuple[int, int, int, int, int, int, int]:
         """The call number and the six argument registers of the 64-bit ABI (RAX; RDI, RSI, RDX, R10, R8,
         R9) or, for bits=32, the i386 one (EAX; EBX, ECX, EDX, ESI, EDI, EBP), in one Unicorn call."""
-        ids = self._syscall_ids if bits == 64 else self._syscall_ids_32
-        ucbinding.uclib.uc_reg_read_batch(self._uch, ids, self._syscall_ptrs, len(SYSCALL_REGS))
-        return tuple(v.value for v in self._syscall_vals)
+        if bits == 64:
+            ucbinding.uclib.uc_reg_read_batch(self._uch, self._syscall_ids, self._syscall_ptrs, len(SYSCALL_REGS))
+            return tuple(self._syscall_vals)
+        ucbinding.uclib.uc_reg_read_batch(self._uch, self._syscall_ids_32, self._syscall_ptrs, len(SYSCALL_REGS))
+        return tuple([v & 0xFFFF_FFFF for v in self._syscall_vals])     # 32-bit registers fill only the low half

@@ -218,14 +218,15 @@ class PageTable:
                 self.words[r + lo:r + hi] = self.words[k + lo:k + hi]
         self.root = root
         self.table_pages = 1
-        self._last_area = -1       # area (vaddr >> fmt.area_shift: 2 MiB, 4 MiB for i386) whose leaf table is _last_pt (word index)
-        self._last_pt = 0
+        # User area (vaddr >> fmt.area_shift: 2 MiB, 4 MiB for i386) -> word index of its leaf table. Tables
+        # are only added until free_user_tables, so a leaf table once found stays where it is.
+        self._leaf_rows: dict[int, int] = {}
 
     def slot(self, vaddr: int, alloc: bool = False) -> int:
         """Word index of the leaf entry for vaddr, allocating missing tables when `alloc`; -1 if absent."""
-        area = vaddr >> 21
-        if area == self._last_area:
-            return self._last_pt | ((vaddr >> 12) & 0x1FF)
+        row = self._leaf_rows.get(vaddr >> 21)
+        if row is not None:
+            return row | ((vaddr >> 12) & 0x1FF)
         words = self.words
         table = self.root
         flags = TABLE_FLAGS_USER if vaddr < KERNEL_HALF else TABLE_FLAGS_KERNEL
@@ -242,16 +243,15 @@ class PageTable:
             else:
                 table = (e & PTE_FRAME) >> PAGE_SHIFT
         if vaddr < KERNEL_HALF:
-            # Remember the last leaf table: faults come in runs within one 2 MiB area.
-            self._last_area, self._last_pt = area, table << 9
+            self._leaf_rows[vaddr >> 21] = table << 9
         return (table << 9) | ((vaddr >> 12) & 0x1FF)
 
     def _slot_fmt(self, vaddr: int, alloc: bool = False) -> int:
         """slot() for any format (bound to the instance when the format is not X86_64)."""
         fmt = self.fmt
-        area = vaddr >> fmt.area_shift
-        if area == self._last_area:
-            return self._last_pt | ((vaddr >> PAGE_SHIFT) & fmt.leaf_mask)
+        row = self._leaf_rows.get(vaddr >> fmt.area_shift)
+        if row is not None:
+            return row | ((vaddr >> PAGE_SHIFT) & fmt.leaf_mask)
         if not fmt.canonical(vaddr):
             raise ValueError(f"{vaddr:#x} is not a {fmt.name} address")
         words = self.words
@@ -273,7 +273,7 @@ class PageTable:
             else:
                 table = (e & fmt.frame_mask) >> PAGE_SHIFT
         if user:
-            self._last_area, self._last_pt = area, table << tshift
+            self._leaf_rows[vaddr >> fmt.area_shift] = table << tshift
         return (table << tshift) | ((vaddr >> PAGE_SHIFT) & fmt.leaf_mask)
 
     def _entry_fmt(self, pte: int) -> int:
@@ -404,7 +404,7 @@ class PageTable:
 
     def free_user_tables(self) -> None:
         """Release every user-half table frame and the root (leaf frames are the caller's business)."""
-        self._last_area = -1
+        self._leaf_rows.clear()
         for _level, _va, frame, parent in list(self.tables()):
             self.words[parent] = 0
             self.ram.put(frame)
