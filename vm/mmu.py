@@ -52,6 +52,8 @@ def describe_error_code(code: int) -> str:
 class PageFault(Exception):
     """A failed translation: the address, the x86 error code, the access, whether it was a #GP, levels read."""
 
+    __slots__ = ("vaddr", "error_code", "access", "noncanonical", "levels")   # one is built per fault
+
     def __init__(self, vaddr: int, error_code: int, access: int, noncanonical: bool = False, levels: int = 0):
         self.vaddr = vaddr
         self.error_code = error_code
