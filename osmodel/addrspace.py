@@ -304,6 +304,7 @@ class AddressSpace:
                 if cow:
                     entries = [pte & ~PTE_WRITABLE for pte in entries]
                     words[i:i + n] = _entries(words, entries)
+                shared = len(frames)
                 va = first
                 for pte in entries:
                     if pte & PTE_PRESENT:
@@ -312,8 +313,9 @@ class AddressSpace:
                         if owner[pfn] == _FILE and cache is not None and cache.is_cached(pfn):   # cached frames are FILE frames
                             cache.add_mapping(pfn, child, va)
                     va += PAGE_SIZE
-                c = child_pt.slot(first, alloc=True)
-                child_words[c:c + n] = _entries(child_words, entries)
+                if len(frames) > shared:            # the child gets a leaf table only where a page is mapped
+                    c = child_pt.slot(first, alloc=True)
+                    child_words[c:c + n] = _entries(child_words, entries)
         self.ram.get_many(frames)
         child.resident += len(frames)
         child.peak_resident = child.resident
