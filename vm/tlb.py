@@ -114,11 +114,13 @@ class Tlb:
         s = self.sets[vpn % self.nsets]
         if asid is None:
             keys = [k for k in s if k >> 16 == vpn]
+            for key in keys:
+                del s[key]
+            dropped = bool(keys)
         else:
-            keys = ((vpn << 16) | asid, (vpn << 16) | GLOBAL_ASID)
-        dropped = False
-        for key in keys:
-            if s.pop(key, None) is not None:
+            tag = vpn << 16
+            dropped = s.pop(tag | asid, None) is not None
+            if s.pop(tag | GLOBAL_ASID, None) is not None:
                 dropped = True
         self.stats.invalidations += 1
         if self.listener:
