@@ -15,7 +15,7 @@ from typing import Callable
 from osmodel.addrspace import PROT_EXEC, PROT_READ, PROT_WRITE, STACK_GUARD_GAP, AddressSpace, Region, page_down
 from osmodel.pagecache import PageCache
 from vm.mmu import ACCESS_WRITE, PF_PRESENT, PageFault
-from vm.pagetable import KERNEL_HALF, PTE_FRAME, PTE_NX, PTE_PRESENT, PTE_USER, PTE_WRITABLE
+from vm.pagetable import PTE_FRAME, PTE_NX, PTE_PRESENT, PTE_USER, PTE_WRITABLE
 from vm.ram import PAGE_SHIFT, PAGE_SIZE, Owner, OutOfMemory, PhysicalMemory
 
 SEGV_MAPERR = 1

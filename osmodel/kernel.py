@@ -26,7 +26,7 @@ from loader.elf import DEFAULT_PIE_BASE, DEFAULT_PIE_BASE_32, Image, LoadError, 
 from loader.stack import Credentials, build_stack
 from loader.symbols import Symbols
 from osmodel import report
-from osmodel.addrspace import (PROT_EXEC, PROT_READ, PROT_WRITE, STACK_INITIAL, STACK_TOP, AddressSpace,
+from osmodel.addrspace import (PROT_EXEC, PROT_READ, PROT_WRITE, STACK_INITIAL, AddressSpace,
                                Region, page_down, page_up)
 from osmodel.fault import OOM, SEGV, FaultHandler, Resolution, Segv
 from osmodel.files import Block, FdTable, HostFile, SysError, host_umask
