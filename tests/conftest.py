@@ -170,3 +170,40 @@ def compile_static(sources: dict[str, str | tuple[str, tuple[str, ...]]], out: P
             pytest.skip(f"gcc {' '.join(flags)} -static {name}.c failed{hint}: {log[-500:]}")
         paths[name] = exe
     return paths
+
+
+def stack_word(stack, addr: int, size: int = 8) -> int:
+    """The `size`-byte word (8, or 4 for a 32-bit stack) at addr in a loader.stack.Stack's bytes."""
+    return int.from_bytes(stack.data[addr - stack.sp:addr - stack.sp + size], "little")
+
+
+def stack_cstring(stack, addr: int) -> bytes:
+    """The NUL-terminated string at addr in a loader.stack.Stack's bytes."""
+    off = addr - stack.sp
+    return stack.data[off:stack.data.index(b"\0", off)]
+
+
+def decode_stack(stack, size: int = 8):
+    """(argc, argv strings, envp strings, auxv pairs, address just past the auxv) read back from the
+    initial stack's bytes alone, with `size`-byte words (8 for x86-64, 4 for i386)."""
+    addr = stack.sp
+    argc = stack_word(stack, addr, size)
+    addr += size
+    argv = []
+    for _ in range(argc):
+        argv.append(stack_cstring(stack, stack_word(stack, addr, size)))
+        addr += size
+    assert stack_word(stack, addr, size) == 0
+    addr += size
+    envp = []
+    while stack_word(stack, addr, size):
+        envp.append(stack_cstring(stack, stack_word(stack, addr, size)))
+        addr += size
+    addr += size
+    auxv = []
+    while True:
+        pair = (stack_word(stack, addr, size), stack_word(stack, addr + size, size))
+        auxv.append(pair)
+        addr += 2 * size
+        if pair[0] == 0:                     # AT_NULL
+            return argc, argv, envp, auxv, addr

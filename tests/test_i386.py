@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass
 
 import pytest
-from conftest import run_elf, run_native, sample_env
+from conftest import decode_stack, run_elf, run_native, sample_env, stack_cstring
 
 from loader.elf import (DEFAULT_PIE_BASE, DEFAULT_PIE_BASE_32, PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE,
                         Image, LoadError, load_image)
@@ -210,41 +210,6 @@ def image32(tmp_path) -> Image:
     return image
 
 
-def word32(stack, addr: int) -> int:
-    """The 4-byte word at addr in the stack."""
-    return struct.unpack_from("<I", stack.data, addr - stack.sp)[0]
-
-
-def cstring(stack, addr: int) -> bytes:
-    off = addr - stack.sp
-    return stack.data[off:stack.data.index(b"\0", off)]
-
-
-def decode32(stack):
-    """(argc, argv strings, envp strings, auxv pairs, address just past the auxv) from stack.data alone, 4-byte words."""
-    addr = stack.sp
-    argc = word32(stack, addr)
-    addr += 4
-    argv = []
-    for _ in range(argc):
-        argv.append(cstring(stack, word32(stack, addr)))
-        addr += 4
-    assert word32(stack, addr) == 0
-    addr += 4
-    envp = []
-    while word32(stack, addr):
-        envp.append(cstring(stack, word32(stack, addr)))
-        addr += 4
-    addr += 4
-    auxv = []
-    while True:
-        pair = (word32(stack, addr), word32(stack, addr + 4))
-        auxv.append(pair)
-        addr += 8
-        if pair[0] == AT_NULL:
-            return argc, argv, envp, auxv, addr
-
-
 def build32(image, argv=(b"prog", b"-x", b"hello world"), envp=(b"HOME=/root", b"A="), top=TOP, **kw):
     kw.setdefault("execfn", b"/usr/bin/prog")
     return build_stack(image, top, list(argv), list(envp), RANDOM, CREDS, hwcap=0x178bfbff, **kw)
@@ -252,7 +217,7 @@ def build32(image, argv=(b"prog", b"-x", b"hello world"), envp=(b"HOME=/root", b
 
 def test_32bit_stack_decodes_as_4_byte_words(image32):
     st = build32(image32)
-    argc, argv, envp, auxv, table_end = decode32(st)
+    argc, argv, envp, auxv, table_end = decode_stack(st, 4)
     assert (argc, argv, envp) == (3, [b"prog", b"-x", b"hello world"], [b"HOME=/root", b"A="])
     assert auxv == st.auxv
     assert table_end == st.sp + 4 * (1 + 4 + 3 + 2 * len(auxv))
@@ -266,9 +231,9 @@ def test_32bit_stack_decodes_as_4_byte_words(image32):
     rnd = aux[AT_RANDOM]
     assert st.sp < rnd and rnd + 16 <= st.top
     assert st.data[rnd - st.sp:rnd - st.sp + 16] == RANDOM
-    assert cstring(st, aux[AT_PLATFORM]) == b"i686"
-    assert cstring(st, aux[AT_EXECFN]) == b"/usr/bin/prog"
-    assert [cstring(st, a) for a in st.argv_addrs] == argv
+    assert stack_cstring(st, aux[AT_PLATFORM]) == b"i686"
+    assert stack_cstring(st, aux[AT_EXECFN]) == b"/usr/bin/prog"
+    assert [stack_cstring(st, a) for a in st.argv_addrs] == argv
     # The same auxv entries in the same order as a 64-bit image gets.
     assert [t for t, _ in auxv] == [16, 6, 17, 3, 4, 5, 7, 8, 9, 11, 12, 13, 14, 23, 25, 26, 31, 15, 0]
 
@@ -291,7 +256,7 @@ def test_32bit_stack_layout_from_the_top(image32):
 def test_32bit_sp_is_aligned_for_any_count(image32, nargs, nenv):
     argv = [b"a" * (i + 1) for i in range(nargs)]
     st = build32(image32, argv=argv, envp=[b"E%d=1" % i for i in range(nenv)], minsigstksz=0x6c0)
-    argc, got_argv, got_envp, auxv, _ = decode32(st)
+    argc, got_argv, got_envp, auxv, _ = decode_stack(st, 4)
     assert st.sp % 16 == 0
     assert (argc, got_argv) == ((nargs, argv) if nargs else (1, [b""]))
     assert len(got_envp) == nenv
@@ -302,7 +267,7 @@ def test_32bit_stack_platform_and_limits(image32):
     st = build32(image32, platform=b"")
     assert AT_PLATFORM not in dict(st.auxv)
     st = build32(image32, platform=b"i386")
-    assert cstring(st, dict(st.auxv)[AT_PLATFORM]) == b"i386"
+    assert stack_cstring(st, dict(st.auxv)[AT_PLATFORM]) == b"i386"
     with pytest.raises(LoadError, match="above 4 GiB"):
         build32(image32, top=0x7fff_ffff_f000)                  # a 32-bit stack must lie below 4 GiB
     build32(image32, top=1 << 32)                               # just fits: the top byte is 0xffffffff

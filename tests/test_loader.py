@@ -14,6 +14,7 @@ import struct
 import subprocess
 
 import pytest
+from conftest import decode_stack, stack_cstring
 
 from loader.elf import (DEFAULT_PIE_BASE, PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE,
                         USER_END, Image, LoadError, load_image)
@@ -536,42 +537,6 @@ def gcc_image(compile_c) -> Image:
     return load_image(compile_c("gcc", ("-static",), LAYOUT_C))
 
 
-def word(stack, addr: int) -> int:
-    """The 8-byte word at addr in the stack."""
-    return struct.unpack_from("<Q", stack.data, addr - stack.sp)[0]
-
-
-def cstring(stack, addr: int) -> bytes:
-    """The NUL-terminated string at addr in the stack."""
-    off = addr - stack.sp
-    return stack.data[off:stack.data.index(b"\0", off)]
-
-
-def decode(stack):
-    """(argc, argv strings, envp strings, auxv pairs) read back from stack.data alone."""
-    addr = stack.sp
-    argc = word(stack, addr)
-    addr += 8
-    argv = []
-    for _ in range(argc):
-        argv.append(cstring(stack, word(stack, addr)))
-        addr += 8
-    assert word(stack, addr) == 0
-    addr += 8
-    envp = []
-    while word(stack, addr):
-        envp.append(cstring(stack, word(stack, addr)))
-        addr += 8
-    addr += 8
-    auxv = []
-    while True:
-        pair = (word(stack, addr), word(stack, addr + 8))
-        auxv.append(pair)
-        addr += 16
-        if pair[0] == AT_NULL:
-            return argc, argv, envp, auxv
-
-
 def build(image, argv=(b"prog", b"-x", b"hello world"), envp=(b"HOME=/root", b"A="), **kw):
     kw.setdefault("execfn", b"/usr/bin/prog")
     return build_stack(image, TOP, list(argv), list(envp), RANDOM, CREDS, hwcap=0x178bfbff, **kw)
@@ -579,7 +544,7 @@ def build(image, argv=(b"prog", b"-x", b"hello world"), envp=(b"HOME=/root", b"A
 
 def test_stack_decodes(gcc_image):
     st = build(gcc_image)
-    argc, argv, envp, auxv = decode(st)
+    argc, argv, envp, auxv, _ = decode_stack(st)
     assert (argc, argv, envp) == (3, [b"prog", b"-x", b"hello world"], [b"HOME=/root", b"A="])
     assert auxv == st.auxv
     aux = dict(auxv)
@@ -589,9 +554,9 @@ def test_stack_decodes(gcc_image):
     assert aux[AT_PAGESZ] == 4096 and aux[AT_CLKTCK] == 100 and aux[AT_SECURE] == 0
     assert aux[AT_HWCAP] == 0x178bfbff and aux[AT_HWCAP2] == 0
     assert st.data[aux[AT_RANDOM] - st.sp:][:16] == RANDOM
-    assert cstring(st, aux[AT_EXECFN]) == b"/usr/bin/prog"
-    assert cstring(st, aux[AT_PLATFORM]) == b"x86_64"
-    assert [cstring(st, a) for a in st.argv_addrs] == argv
+    assert stack_cstring(st, aux[AT_EXECFN]) == b"/usr/bin/prog"
+    assert stack_cstring(st, aux[AT_PLATFORM]) == b"x86_64"
+    assert [stack_cstring(st, a) for a in st.argv_addrs] == argv
 
 
 def test_auxv_order_is_linux_order(gcc_image):
@@ -623,7 +588,7 @@ def test_stack_layout_from_the_top(gcc_image):
 def test_sp_is_aligned_for_any_count(gcc_image, nargs, nenv):
     argv = [b"a" * (i + 1) for i in range(nargs)]
     st = build(gcc_image, argv=argv, envp=[b"E%d=1" % i for i in range(nenv)])
-    argc, got_argv, got_envp, _ = decode(st)
+    argc, got_argv, got_envp, _, _ = decode_stack(st)
     assert st.sp % 16 == 0
     if nargs == 0:
         assert (argc, got_argv) == (1, [b""])                         # Linux >= 5.18
