@@ -133,6 +133,18 @@ def run_elf(argv, *options, env=None, timeout=None, cwd=None,
                 env=env, timeout=timeout, cwd=cwd or ROOT, stdin=stdin)
 
 
+def same_as_native(argv, *options, env=None, timeout=None) -> tuple[RunResult, RunResult]:
+    """Run argv natively and under run-elf (with `options`): run-elf must not fail with a traceback, and
+    stdout and exit status must be the native ones. (native, run-elf) results, for further checks."""
+    native = run_native(argv, env=env, timeout=timeout)
+    emulated = run_elf(argv, *options, env=env, timeout=timeout)
+    stderr = emulated.stderr.decode(errors="replace")
+    assert "Traceback" not in stderr, stderr
+    assert emulated.stdout == native.stdout, stderr[-2000:]
+    assert emulated.status == native.status, stderr[-2000:]
+    return native, emulated
+
+
 # The same helpers as fixtures, for tests that prefer them.
 
 @pytest.fixture(name="run_native")

@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from conftest import DEFAULT_TIMEOUT, ROOT, USING_RUN_ELF, run_elf, run_native, sample_env
+from conftest import DEFAULT_TIMEOUT, ROOT, USING_RUN_ELF, run_native, same_as_native, sample_env
 
 PROCESS_SAMPLES = ["forkcow", "children", "pipe", "forkexec", "spawn", "waitstatus", "pipeline"]
 BUILDS = ["glibc", "musl"]
@@ -88,14 +88,7 @@ def test_native(name, build):
 
 @pytest.mark.parametrize("name,build", list(cases()))
 def test_process_sample_matches_native(name, build):
-    argv = [binary(name, build)]
-    env = sample_env()
-    native = run_native(argv, env=env)
-    emulated = run_elf(argv, env=env)
-    stderr = emulated.stderr.decode(errors="replace")
-    assert "Traceback" not in stderr, stderr
-    assert emulated.stdout == native.stdout, stderr
-    assert emulated.status == native.status, stderr
+    same_as_native([binary(name, build)], env=sample_env())
 
 
 # -- the memory system, through the Python API ------------------------------------------------

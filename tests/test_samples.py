@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import (ROOT, SAMPLES, USING_RUN_ELF, run_elf, run_native,
-                      sample_env)
+from conftest import ROOT, SAMPLES, USING_RUN_ELF, run_native, same_as_native, sample_env
 
 # Every sample with a source file is tested; a new src/NAME.c is picked up
 # automatically (add it to FATAL or ARGS below if it needs that).
@@ -87,13 +86,8 @@ def test_sample_matches_native(name, build, args):
     argv = [binary(name, build), *args]
     env = sample_env(RUN_ELF_SAMPLE="set by test_samples")
 
-    native = run_native(argv, env=env)
-    emulated = run_elf(argv, env=env)
-
+    native, emulated = same_as_native(argv, env=env)
     stderr = emulated.stderr.decode(errors="replace")
-    assert "Traceback" not in stderr, stderr
-    assert emulated.stdout == native.stdout, stderr
-    assert emulated.status == native.status, stderr
 
     if name in FATAL:
         assert native.status == SIGSEGV_STATUS

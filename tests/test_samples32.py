@@ -18,7 +18,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, SAMPLES, USING_RUN_ELF, run_elf, run_native, sample_env
+from conftest import ROOT, SAMPLES, USING_RUN_ELF, run_elf, run_native, same_as_native, sample_env
 
 # The samples built for i386, as samples/Makefile lists them (I386_NAMES).
 I386_SAMPLES = ["hello", "args", "bss", "heap", "recursion", "touch", "forkcow", "forkexec", "pipe", "children",
@@ -98,12 +98,8 @@ def test_native(name):
 def test_sample_matches_native(name, args, paging):
     argv = [binary(name), *args]
     env = sample_env(RUN_ELF_SAMPLE="set by test_samples32")
-    native = run_native(argv, env=env)
-    emulated = run_elf(argv, "--paging", paging, env=env)
+    native, emulated = same_as_native(argv, "--paging", paging, env=env)
     stderr = emulated.stderr.decode(errors="replace")
-    assert "Traceback" not in stderr, stderr
-    assert emulated.stdout == native.stdout, stderr
-    assert emulated.status == native.status, stderr
     if name in FATAL and USING_RUN_ELF:
         assert native.status == SIGSEGV_STATUS
         assert len([line for line in stderr.splitlines() if line.startswith(KILLED_LINE)]) == 1, stderr

@@ -15,7 +15,7 @@ import textwrap
 
 import pytest
 
-from conftest import ROOT, run_elf, run_native
+from conftest import ROOT, same_as_native
 
 # Plain and SA_SIGINFO handlers: arguments, siginfo for kill/raise, the frame's alignment, the masks
 # a handler runs with and the one sigreturn puts back, SA_RESETHAND, nested signals.
@@ -481,34 +481,31 @@ def build(programs, name: str, bits: int) -> str:
     return path
 
 
-def same_as_native(path: str, *options: str):
+def matches_native(path: str, *options: str):
     """Run natively and under run-elf; stdout and exit status must match. The run-elf result."""
-    native = run_native([path], timeout=60)
-    ours = run_elf([path], *options, timeout=120)
-    assert (ours.stdout.decode(), ours.status) == (native.stdout.decode(), native.status), ours.stderr.decode()
-    return ours
+    return same_as_native([path], *options, timeout=120)[1]
 
 
 def test_signals_sample_32(programs):
-    same_as_native(build(programs, "sample", 32))
+    matches_native(build(programs, "sample", 32))
 
 
 @pytest.mark.parametrize("bits", [32, 64])
 @pytest.mark.parametrize("name", ["handlers", "context", "faults", "restart", "children", "altstack"])
 def test_matches_native(programs, name, bits):
-    same_as_native(build(programs, name, bits))
+    matches_native(build(programs, name, bits))
 
 
 def test_old_i386_signal_calls(programs):
-    same_as_native(build(programs, "oldcalls", 32))
+    matches_native(build(programs, "oldcalls", 32))
 
 
 def test_handled_faults_under_pae(programs):
     """The same frames on PAE page tables (NX), with a SIGSEGV handler left by siglongjmp."""
-    same_as_native(build(programs, "faults", 32), "--paging", "pae")
+    matches_native(build(programs, "faults", 32), "--paging", "pae")
 
 
 def test_signal_deaths_are_reported(programs):
     """SA_RESETHAND put SIG_DFL back, so the last SIGUSR1 kills pid 1; run-elf says so on stderr."""
-    ours = same_as_native(build(programs, "handlers", 32))
+    ours = matches_native(build(programs, "handlers", 32))
     assert b"killed by SIGUSR1" in ours.stderr
