@@ -89,7 +89,6 @@ def widen32(args: list[int], kinds: str) -> list[int]:
     bits, the rest (pointers, sizes, flags) zero-extended, as Linux's compat entry points widen them."""
     out = []
     for i, a in enumerate(args):
-        a &= 0xFFFF_FFFF
         if i < len(kinds) and kinds[i] in "dF" and a & 0x8000_0000:
             a |= 0xFFFF_FFFF_0000_0000
         out.append(a)
@@ -111,9 +110,7 @@ def dispatch(kernel: Kernel, proc: Process, abi: Abi = ABI_64) -> None:
     """Run the system call the current process asked for (of the given ABI) and put the result in RAX."""
     cpu = kernel.cpu
     rip = kernel.syscall_rip = cpu.reg("rip") - abi.rip_past      # the system-call instruction
-    nr, *args = cpu.syscall_args(abi.bits)
-    if abi.bits == 32:
-        nr &= 0xFFFF_FFFF
+    nr, *args = cpu.syscall_args(abi.bits)            # i386: 32-bit registers, read zero-extended
     entry = abi.table.get(nr)
     if abi.bits == 32:
         args = widen32(args, entry.args if entry else "")
