@@ -58,10 +58,16 @@ def pack_stat(st: os.stat_result) -> bytes:
                        int(st.st_ctime), ns(st.st_ctime_ns))
 
 
-class Block(Exception):
-    """The call has to wait: the process sleeps on `channel` and the call restarts when it is woken."""
+class AnyOf(tuple):
+    """Several channels one sleeper waits on (poll, select, epoll): a wakeup of any of them wakes it."""
 
-    def __init__(self, channel: object):
+
+class Block(Exception):
+    """The call has to wait: the process sleeps on `channels` (one, or any of several: AnyOf) and the
+    call restarts when it is woken."""
+
+    def __init__(self, *channels: object):
+        channel = channels[0] if len(channels) == 1 else AnyOf(channels)
         super().__init__(channel)
         self.channel = channel
 
@@ -108,6 +114,10 @@ class File:
     def is_directory(self) -> bool:
         """Whether this is a directory."""
         return False
+
+    def channel(self) -> object:
+        """What a process waiting for this file to become ready sleeps on (None: never waits in the guest)."""
+        return None
 
     def poll(self, events: int) -> int:
         """Which of `events` (POLL*) are ready now, plus POLLERR/POLLHUP."""
@@ -194,6 +204,9 @@ class PipeEnd(File):
         else:
             pipe.writers += 1
         self.ino = id(pipe) & 0xFFFFFFF
+
+    def channel(self) -> object:
+        return self.pipe
 
     def read(self, size: int) -> bytes:
         pipe = self.pipe

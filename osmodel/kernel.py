@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import heapq
+import itertools
 import os
 import random
 import select
@@ -29,7 +31,7 @@ from osmodel import report
 from osmodel.addrspace import (PROT_EXEC, PROT_READ, PROT_WRITE, STACK_INITIAL, AddressSpace,
                                Region, page_down, page_up)
 from osmodel.fault import OOM, SEGV, FaultHandler, Resolution, Segv
-from osmodel.files import Block, FdTable, HostFile, SysError, host_umask
+from osmodel.files import AnyOf, Block, FdTable, HostFile, SysError, host_umask
 from osmodel.process import RUNNABLE, SIG_DFL, SIG_IGN, SLEEPING, ZOMBIE, Process
 from osmodel.pagecache import FileBacking, PageCache
 from osmodel.syscall import ABI_32, ABI_64, dispatch   # before sigframe: it loads every handler module, then
@@ -82,6 +84,19 @@ class Config:
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
 
 
+@dataclass(order=True)
+class KernelTimer:
+    """A timer in the kernel's queue: fire(now) is called at `due` (time.monotonic()) unless cancelled."""
+    due: float
+    seq: int
+    fire: Callable[[float], None] = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
+
+    def cancel(self) -> None:
+        """Disarm it (it leaves the queue when it reaches the front)."""
+        self.cancelled = True
+
+
 class InternalError(Exception):
     """run-elf itself failed while handling a guest event (exit status 70)."""
 
@@ -119,6 +134,8 @@ class Kernel:
         self.insn_counter = None    # vm.icount.InstructionCounter, once something needs instructions counted
         self.proc_files: list[int] = []   # memory files serving generated /proc/PID files
         self.deadline = 0.0               # time.monotonic() at which --timeout stops the guest (0: never)
+        self.timers: list[KernelTimer] = []   # a heap by due time: alarms, interval and POSIX timers, timerfds
+        self._timer_seq = itertools.count()
         self._map_kernel_half()
 
     # -- boot ---------------------------------------------------------------------------------
@@ -593,12 +610,14 @@ class Kernel:
             self.cpu.stop()
 
     def wakeup(self, channel: object) -> None:
-        """Make every process sleeping on channel runnable."""
+        """Make every process sleeping on channel (alone, or among the AnyOf it waits on) runnable."""
         for p in self.processes.values():
-            if p.state == SLEEPING and p.channel is channel:
-                p.state = RUNNABLE
-                p.channel = None
-                self.preempt_unbounded()
+            if p.state == SLEEPING:
+                waits = p.channel
+                if waits is channel or (type(waits) is AnyOf and any(c is channel for c in waits)):
+                    p.state = RUNNABLE
+                    p.channel = None
+                    self.preempt_unbounded()
 
     def preempt_unbounded(self) -> None:
         """Another process became runnable: a run started without a quantum must come back to the scheduler."""
@@ -818,21 +837,47 @@ class Kernel:
             return
         raise Block(("timer", proc.pid))
 
+    def add_timer(self, due: float, fire: Callable[[float], None]) -> KernelTimer:
+        """Call fire(now) once time.monotonic() reaches `due` (from the scheduler, between runs)."""
+        timer = KernelTimer(due, next(self._timer_seq), fire)
+        heapq.heappush(self.timers, timer)
+        if self.unbounded:
+            self.cpu.stop()          # the current run was started without a time limit: re-plan it
+        return timer
+
+    def next_timer(self) -> float:
+        """The due time of the earliest armed timer, 0.0 if none."""
+        timers = self.timers
+        while timers and timers[0].cancelled:
+            heapq.heappop(timers)
+        return timers[0].due if timers else 0.0
+
+    def fire_timers(self, now: float) -> bool:
+        """Run every timer due by `now`; True if any fired."""
+        fired = False
+        while (due := self.next_timer()) and due <= now:
+            timer = heapq.heappop(self.timers)
+            timer.cancelled = True
+            timer.fire(now)
+            fired = True
+        return fired
+
     def wake_timers(self, wait: bool) -> bool:
-        """Wake processes whose sleep is over; with `wait`, first sleep on the host until the earliest
-        one is due (not past the --timeout deadline). True if any process was woken."""
+        """Fire due timers and wake processes whose sleep is over; with `wait`, first sleep on the host
+        until the earliest is due (not past the --timeout deadline). True if anything fired or woke."""
         sleepers = [p for p in self.processes.values() if p.state == SLEEPING and p.wake_at]
-        if not sleepers:
+        timer_due = self.next_timer()
+        if not sleepers and not timer_due:
             return False
         if wait:
-            due = min(p.wake_at for p in sleepers)
+            due = min([p.wake_at for p in sleepers] + ([timer_due] if timer_due else []))
             if self.deadline:
                 due = min(due, self.deadline)
             time.sleep(max(0.0, due - time.monotonic()))
         now = time.monotonic()
-        woke = False
+        woke = self.fire_timers(now) if timer_due else False
         for p in sleepers:
-            if now >= p.wake_at:
+            if now >= p.wake_at and p.state == SLEEPING:
                 self.wakeup(p.channel)
                 woke = True
         return woke
@@ -888,6 +933,9 @@ class Kernel:
                     break
                 timeout_us = max(1, int(left * 1e6))
             self.wake_timers(wait=False)
+            if timer_due := self.next_timer():      # stop the run when the next timer is due
+                until = max(1, int((timer_due - time.monotonic()) * 1e6))
+                timeout_us = min(timeout_us, until) if timeout_us else until
             proc = self.pick_next()
             if proc is None and self.wake_timers(wait=True):
                 continue
