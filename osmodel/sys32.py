@@ -18,23 +18,22 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import select as hostselect
 import stat as statmod
 import struct
-import time
 from typing import TYPE_CHECKING
 
 from unicorn import x86_const as x86
 
-from osmodel.files import MAX_FDS, POLLERR, POLLHUP, POLLIN, POLLOUT, POLLPRI, Block, HostFile, PipeEnd, SysError
+from osmodel.files import HostFile, SysError
 from osmodel.syscall import AT_FDCWD, TABLE, TABLE_32, Syscall, signed, signed32, syscall32, widen32
 from osmodel.sysfile import (AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, LIBC, MAX_IO, dirents64, gather, host_path, iovecs,
-                             read_vectors, stat_path, sys_open, sys_openat, sys_ppoll, sys_pread64,
+                             read_vectors, stat_path, sys_open, sys_openat, sys_pread64,
                              sys_pwrite64, write_file)
 from osmodel.sysfs import (AT_NO_AUTOMOUNT, O_PATH, STATFS, statfs_fd, statfs_path, sys_creat, sys_fadvise64,
                            sys_fallocate, sys_ftruncate, sys_futimesat, sys_readahead, sys_sendfile, sys_truncate,
                            sys_utime, sys_utimensat, sys_utimes, writeback_file)
 from osmodel.sysmem import sys_mmap
+from osmodel.syspoll import pselect_timeout, select_files, select_timeout, split_time, sys_ppoll
 from osmodel.sysmisc import clock_ticks, sys_sched_getaffinity, sysinfo_values
 from osmodel.sysnames import NUMBERS, NUMBERS_32
 from osmodel.sysproc import (CLONE_SETTLS, RLIM_INFINITY, fork_child, get_rlimit, set_rlimit, sys_clock_getres,
@@ -614,100 +613,7 @@ def sys_ppoll32(k: Kernel, p: Process, fds: int, nfds: int, tsp: int, sigmask: i
 
 # -- select ---------------------------------------------------------------------------------------------
 
-POLLIN_SET = POLLIN | POLLHUP | POLLERR       # what makes a descriptor readable, writable or exceptional
-POLLOUT_SET = POLLOUT | POLLERR
-POLLEX_SET = POLLPRI
 TIMESPEC64 = struct.Struct("<qq")             # struct __kernel_timespec (pselect6_time64)
-
-
-def ready_sets(files: dict, wanted: list[int]) -> list[int]:
-    """The readable, writable and exceptional bits among the descriptors each set asks about."""
-    ready = [0, 0, 0]
-    for fd, f in files.items():
-        events = (POLLIN if wanted[0] >> fd & 1 else 0) | (POLLOUT if wanted[1] >> fd & 1 else 0) \
-            | (POLLPRI if wanted[2] >> fd & 1 else 0)
-        mask = f.poll(events)
-        for i, want in enumerate((POLLIN_SET, POLLOUT_SET, POLLEX_SET)):
-            if wanted[i] >> fd & 1 and mask & want:
-                ready[i] |= 1 << fd
-    return ready
-
-
-def select_files(k: Kernel, p: Process, nfds: int, sets: tuple[int, int, int],
-                 timeout: float | None) -> tuple[int, float | None]:
-    """select with fd_sets of 32-bit words: (ready bits, seconds of the timeout left), the sets rewritten
-    to the ready descriptors. Until something is ready or `timeout` seconds (None: no limit) have passed,
-    the caller sleeps (others run), its deadline kept in p.wake_at across the call's restarts."""
-    try:
-        return wait_select(k, p, nfds, sets, timeout)
-    except Block:
-        raise
-    except BaseException:
-        p.wake_at = 0.0
-        raise
-
-
-def wait_select(k: Kernel, p: Process, nfds: int, sets: tuple[int, int, int],
-                timeout: float | None) -> tuple[int, float | None]:
-    """select_files' work (the deadline in p.wake_at is the caller's to clear on an error)."""
-    nfds = signed32(nfds)
-    if nfds < 0:
-        raise SysError(errno.EINVAL)
-    nfds = min(nfds, MAX_FDS)
-    size = (nfds + 31) // 32 * COMPAT_LONG
-    wanted = [int.from_bytes(k.copyin(p, addr, size), "little") if addr and size else 0 for addr in sets]
-    files = {fd: p.files.get(fd) for fd in range(nfds) if (wanted[0] | wanted[1] | wanted[2]) >> fd & 1}
-    while True:
-        ready = ready_sets(files, wanted)
-        count = sum(bin(r).count("1") for r in ready)
-        now = time.monotonic()
-        if count or timeout == 0 or (p.wake_at and now >= p.wake_at):
-            break
-        wait_for_files(k, p, files, timeout, now)
-    left = max(p.wake_at - now, 0.0) if p.wake_at else timeout
-    p.wake_at = 0.0
-    for addr, bits in zip(sets, ready):
-        if addr and size:
-            k.copyout(p, addr, bits.to_bytes(size, "little"))
-    return count, left
-
-
-def wait_for_files(k: Kernel, p: Process, files: dict, timeout: float | None, now: float) -> None:
-    """Nothing select watches is ready: sleep until a guest pipe changes or the timeout ends (raises
-    Block), or wait on the host for host files, as a read of one would (returns to poll again)."""
-    if timeout is not None and not p.wake_at:
-        p.wake_at = now + timeout
-    pipes = [f.pipe for f in files.values() if isinstance(f, PipeEnd)]
-    if pipes:
-        raise Block(pipes[0])
-    hostfds = [f.hostfd for f in files.values() if isinstance(f, HostFile)]
-    if not hostfds:
-        raise Block(("timer", p.pid) if timeout is not None else ("select", p.pid))   # a signal ends the latter
-    limits = ([p.wake_at - now] if timeout is not None else []) + ([k.deadline - now] if k.deadline else [])
-    hostselect.select(hostfds, hostfds, hostfds, max(min(limits), 0.0) if limits else None)
-    if k.deadline and time.monotonic() >= k.deadline:
-        k.cpu.stop()
-        raise SysError(errno.EINTR)
-
-
-def select_timeout(sec: int, usec: int) -> float:
-    """select's struct timeval as seconds: EINVAL if negative; microseconds past a second carry over."""
-    if sec < 0 or usec < 0:
-        raise SysError(errno.EINVAL)
-    return sec + usec / 10**6
-
-
-def pselect_timeout(sec: int, nsec: int) -> float:
-    """pselect's struct timespec as seconds (EINVAL unless 0 <= nsec < 10**9 and sec >= 0)."""
-    if sec < 0 or not 0 <= nsec < 10**9:
-        raise SysError(errno.EINVAL)
-    return sec + nsec / 10**9
-
-
-def split_time(seconds: float, per_second: int) -> tuple[int, int]:
-    """Seconds as (whole seconds, fraction in units of 1/per_second)."""
-    units = round(seconds * per_second)
-    return units // per_second, units % per_second
 
 
 def do_select(k: Kernel, p: Process, nfds: int, inp: int, outp: int, exp: int, tvp: int) -> int:
@@ -715,7 +621,7 @@ def do_select(k: Kernel, p: Process, nfds: int, inp: int, outp: int, exp: int, t
     timeout = None
     if tvp:
         timeout = select_timeout(*TIMEVAL32.unpack(k.copyin(p, tvp, TIMEVAL32.size)))
-    count, left = select_files(k, p, nfds, (inp, outp, exp), timeout)
+    count, left = select_files(k, p, nfds, (inp, outp, exp), timeout, COMPAT_LONG)
     if tvp and timeout:
         k.copyout(p, tvp, TIMEVAL32.pack(*split_time(left, 10**6)))
     return count
@@ -746,7 +652,7 @@ def do_pselect(k: Kernel, p: Process, nfds: int, sets: tuple[int, int, int], tsp
             raise SysError(errno.EINVAL)
         if mask:
             k.copyin(p, mask, SIGSET_SIZE)
-    count, left = select_files(k, p, nfds, sets, timeout)
+    count, left = select_files(k, p, nfds, sets, timeout, COMPAT_LONG)
     if tsp and timeout:
         k.copyout(p, tsp, timespec.pack(*split_time(left, 10**9)))
     return count

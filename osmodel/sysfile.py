@@ -10,7 +10,7 @@ import struct
 import termios
 from typing import TYPE_CHECKING
 
-from osmodel.files import (FD_CLOEXEC, host_umask_zero, MAX_FDS, O_CLOEXEC, POLLERR, POLLHUP, POLLNVAL, Block, HostFile, Pipe,
+from osmodel.files import (FD_CLOEXEC, host_umask_zero, MAX_FDS, O_CLOEXEC, HostFile, Pipe,
                            PipeEnd, SysError, pack_stat)
 from osmodel import procfs
 from osmodel.syscall import AT_FDCWD, signed, signed32, syscall
@@ -444,54 +444,3 @@ def dirents64(k: Kernel, p: Process, fd: int, count: int) -> bytes:
     if file.host_path == "/proc" and k.fs.root is None:
         data = procfs.list_proc(k, file, data, size)
     return data
-
-
-POLLFD = struct.Struct("<ihh")
-
-
-@syscall("poll", "pud")
-def sys_poll(k: Kernel, p: Process, fds: int, nfds: int, timeout: int) -> int:
-    return poll_files(k, p, fds, nfds, signed32(timeout))
-
-
-@syscall("ppoll", "pupp")
-def sys_ppoll(k: Kernel, p: Process, fds: int, nfds: int, tsp: int, sigmask: int,
-              timespec: struct.Struct = TIMESPEC) -> int:
-    timeout = -1
-    if tsp:
-        sec, nsec = timespec.unpack(k.copyin(p, tsp, timespec.size))
-        timeout = sec * 1000 + nsec // 10**6
-    return poll_files(k, p, fds, nfds, timeout)
-
-
-def poll_files(k: Kernel, p: Process, fds: int, nfds: int, timeout: int) -> int:
-    """poll: the ready count, with revents written back; sleeps on the guest pipes involved while none is ready."""
-    if nfds > MAX_FDS:
-        raise SysError(errno.EINVAL)
-    raw = k.copyin(p, fds, POLLFD.size * nfds)
-    out = bytearray(raw)
-    ready = 0
-    pipes = []
-    for i in range(nfds):
-        fd, events, _ = POLLFD.unpack_from(raw, i * POLLFD.size)
-        revents = 0
-        if fd >= 0:
-            try:
-                file = p.files.get(fd)
-                revents = file.poll(events | POLLERR | POLLHUP)
-                if isinstance(file, PipeEnd):
-                    pipes.append(file.pipe)
-            except SysError:
-                revents = POLLNVAL
-        POLLFD.pack_into(out, i * POLLFD.size, fd, events, revents)
-        ready += bool(revents)
-    if ready or timeout == 0:
-        k.copyout(p, fds, bytes(out))
-        return ready
-    if pipes:
-        # Sleep until something happens to the first pipe; other sources are re-polled on wakeup.
-        raise Block(pipes[0])
-    if timeout > 0:
-        k.host_sleep(timeout / 1000)
-        return 0
-    raise SysError(errno.EINTR)

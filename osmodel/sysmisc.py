@@ -1,11 +1,6 @@
 """The other system calls glibc programs, coreutils, shells and CPython use: sysinfo, CPU affinity,
-identities (getgroups, the set*id family), priorities, times, alarm, mincore, memfd_create,
-close_range, the refused socket family, and calls answered ENOSYS on purpose so the C library falls back.
-
-The machine has one CPU (number 0) and no network: socket() is refused with EACCES, the errno
-Linux gives when a security policy (seccomp, SELinux, a network namespace's rules) forbids creating
-a socket; every other socket call can therefore only be given a descriptor that is not a socket
-(ENOTSOCK) or none at all (EBADF).
+identities (getgroups, the set*id family), priorities, times, mincore, memfd_create, close_range,
+and calls answered ENOSYS on purpose so the C library falls back. The machine has one CPU (number 0).
 """
 
 from __future__ import annotations
@@ -316,19 +311,6 @@ def clock_ticks() -> int:
     return int(time.clock_gettime(time.CLOCK_MONOTONIC) * USER_HZ)
 
 
-@syscall("alarm", "u")
-def sys_alarm(k: Kernel, p: Process, seconds: int) -> int:
-    """Records the alarm and returns the seconds left of the previous one, but SIGALRM is never
-    delivered: there are no timers. A program that waits for it waits forever (a deadlock report)."""
-    now = time.monotonic()
-    deadline = getattr(p, "alarm_deadline", 0.0)
-    left = max(0, round(deadline - now)) if deadline > now else 0
-    if deadline > now and left == 0:
-        left = 1
-    p.alarm_deadline = now + (seconds & 0xFFFF_FFFF) if seconds & 0xFFFF_FFFF else 0.0
-    return left
-
-
 @syscall("rt_sigpending", "pu")
 def sys_rt_sigpending(k: Kernel, p: Process, out: int, size: int) -> int:
     """The blocked signals that are pending."""
@@ -409,35 +391,6 @@ def sys_close_range(k: Kernel, p: Process, first: int, last: int, flags: int) ->
             else:
                 p.files.close(fd)
     return 0
-
-
-# -- the network (refused) ------------------------------------------------------------------------
-
-@syscall("socket", "ddd")
-def sys_socket(k: Kernel, p: Process, domain: int, kind: int, protocol: int) -> int:
-    """Refused with EACCES, as under a policy that forbids sockets: there is no network. glibc's NSS
-    (nscd) and syslog clients see the error and fall back, as they do natively without those daemons."""
-    raise SysError(errno.EACCES)
-
-
-@syscall("socketpair", "dddp")
-def sys_socketpair(k: Kernel, p: Process, domain: int, kind: int, protocol: int, sv: int) -> int:
-    """Refused like socket (EACCES)."""
-    raise SysError(errno.EACCES)
-
-
-def not_a_socket(k: Kernel, p: Process, fd: int, *_args: int) -> int:
-    """No descriptor can be a socket: EBADF if fd is not open, else ENOTSOCK."""
-    p.files.get(signed32(fd))
-    raise SysError(errno.ENOTSOCK)
-
-
-for _name, _kinds in (("connect", "dpu"), ("accept", "dpp"), ("accept4", "dppx"), ("sendto", "dbuxpu"),
-                      ("recvfrom", "dpuxpp"), ("sendmsg", "dpx"), ("recvmsg", "dpx"), ("shutdown", "dd"),
-                      ("bind", "dpu"), ("listen", "dd"), ("getsockname", "dpp"), ("getpeername", "dpp"),
-                      ("setsockopt", "dddpu"), ("getsockopt", "dddpp"), ("sendmmsg", "dpux"),
-                      ("recvmmsg", "dpuxp")):
-    syscall(_name, _kinds)(not_a_socket)
 
 
 # -- not provided, on purpose ---------------------------------------------------------------------
