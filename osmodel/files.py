@@ -248,9 +248,8 @@ class PipeEnd(File):
         if self.reading:
             ready = events & POLLIN if pipe.buffer else 0
             return ready | (POLLHUP if pipe.writers == 0 else 0)
-        if pipe.readers == 0:
-            return POLLERR
-        return events & POLLOUT if len(pipe.buffer) < PIPE_CAPACITY else 0
+        ready = events & POLLOUT if len(pipe.buffer) < PIPE_CAPACITY else 0
+        return ready | (POLLERR if pipe.readers == 0 else 0)      # Linux reports room even without readers
 
     def release(self) -> None:
         if self.reading:

@@ -33,7 +33,7 @@ from osmodel.sysfs import (AT_NO_AUTOMOUNT, O_PATH, STATFS, statfs_fd, statfs_pa
                            sys_fallocate, sys_ftruncate, sys_futimesat, sys_readahead, sys_sendfile, sys_truncate,
                            sys_utime, sys_utimensat, sys_utimes, writeback_file)
 from osmodel.sysmem import sys_mmap
-from osmodel.syspoll import pselect_timeout, select_files, select_timeout, split_time, sys_ppoll
+from osmodel.syspoll import do_pselect, do_select, sys_ppoll
 from osmodel.sysmisc import clock_ticks, sys_sched_getaffinity, sysinfo_values
 from osmodel.sysnames import NUMBERS, NUMBERS_32
 from osmodel.sysproc import (CLONE_SETTLS, RLIM_INFINITY, fork_child, get_rlimit, set_rlimit, sys_clock_getres,
@@ -606,9 +606,9 @@ def sys_utimensat32(k: Kernel, p: Process, dirfd: int, path: int, times: int, fl
     return sys_utimensat(k, p, dirfd, path, times, flags, TIMESPEC32_PAIR)
 
 
-@syscall32("ppoll", "pupp")
-def sys_ppoll32(k: Kernel, p: Process, fds: int, nfds: int, tsp: int, sigmask: int) -> int:
-    return sys_ppoll(k, p, fds, nfds, tsp, sigmask, TIMESPEC32)
+@syscall32("ppoll", "puppu")
+def sys_ppoll32(k: Kernel, p: Process, fds: int, nfds: int, tsp: int, sigmask: int, sigsetsize: int) -> int:
+    return sys_ppoll(k, p, fds, nfds, tsp, sigmask, sigsetsize, TIMESPEC32)
 
 
 # -- select ---------------------------------------------------------------------------------------------
@@ -616,56 +616,26 @@ def sys_ppoll32(k: Kernel, p: Process, fds: int, nfds: int, tsp: int, sigmask: i
 TIMESPEC64 = struct.Struct("<qq")             # struct __kernel_timespec (pselect6_time64)
 
 
-def do_select(k: Kernel, p: Process, nfds: int, inp: int, outp: int, exp: int, tvp: int) -> int:
-    """select with a struct old_timeval32 timeout, which is updated to the time left (not a zero one)."""
-    timeout = None
-    if tvp:
-        timeout = select_timeout(*TIMEVAL32.unpack(k.copyin(p, tvp, TIMEVAL32.size)))
-    count, left = select_files(k, p, nfds, (inp, outp, exp), timeout, COMPAT_LONG)
-    if tvp and timeout:
-        k.copyout(p, tvp, TIMEVAL32.pack(*split_time(left, 10**6)))
-    return count
-
-
 @syscall32("_newselect", "dpppp")
 def sys_newselect(k: Kernel, p: Process, nfds: int, inp: int, outp: int, exp: int, tvp: int) -> int:
-    return do_select(k, p, nfds, inp, outp, exp, tvp)
+    return do_select(k, p, nfds, (inp, outp, exp), tvp, TIMEVAL32, COMPAT_LONG)
 
 
 @syscall32("select", "p")
 def sys_old_select(k: Kernel, p: Process, args: int) -> int:
     """The old i386 select: one pointer to its five arguments."""
     nfds, inp, outp, exp, tvp = SEL_ARGS32.unpack(k.copyin(p, args, SEL_ARGS32.size))
-    return do_select(k, p, nfds, inp, outp, exp, tvp)
-
-
-def do_pselect(k: Kernel, p: Process, nfds: int, sets: tuple[int, int, int], tsp: int, sig: int,
-               timespec: struct.Struct) -> int:
-    """pselect6: a timespec timeout (updated to the time left) and a {sigset pointer, size} pack, whose
-    size is checked; the mask is not applied during the wait (as ppoll)."""
-    timeout = None
-    if tsp:
-        timeout = pselect_timeout(*timespec.unpack(k.copyin(p, tsp, timespec.size)))
-    if sig:
-        mask, mask_size = SIGSET_ARGPACK32.unpack(k.copyin(p, sig, SIGSET_ARGPACK32.size))
-        if mask and mask_size != SIGSET_SIZE:
-            raise SysError(errno.EINVAL)
-        if mask:
-            k.copyin(p, mask, SIGSET_SIZE)
-    count, left = select_files(k, p, nfds, sets, timeout, COMPAT_LONG)
-    if tsp and timeout:
-        k.copyout(p, tsp, timespec.pack(*split_time(left, 10**9)))
-    return count
+    return do_select(k, p, nfds, (inp, outp, exp), tvp, TIMEVAL32, COMPAT_LONG)
 
 
 @syscall32("pselect6", "dppppp")
 def sys_pselect6(k: Kernel, p: Process, nfds: int, inp: int, outp: int, exp: int, tsp: int, sig: int) -> int:
-    return do_pselect(k, p, nfds, (inp, outp, exp), tsp, sig, TIMESPEC32)
+    return do_pselect(k, p, nfds, (inp, outp, exp), tsp, sig, TIMESPEC32, SIGSET_ARGPACK32, COMPAT_LONG)
 
 
 @syscall32("pselect6_time64", "dppppp")
 def sys_pselect6_time64(k: Kernel, p: Process, nfds: int, inp: int, outp: int, exp: int, tsp: int, sig: int) -> int:
-    return do_pselect(k, p, nfds, (inp, outp, exp), tsp, sig, TIMESPEC64)
+    return do_pselect(k, p, nfds, (inp, outp, exp), tsp, sig, TIMESPEC64, SIGSET_ARGPACK32, COMPAT_LONG)
 
 
 # -- files: opening ------------------------------------------------------------------------------------
