@@ -37,6 +37,7 @@ from osmodel.pagecache import FileBacking, PageCache
 from osmodel.syscall import ABI_32, ABI_64, dispatch   # before sigframe: it loads every handler module, then
                                                       # the i386 table, which shares their handlers
 from osmodel.sigframe import NO_ALTSTACK, deliver, siginfo, trap_siginfo
+from osmodel.systime import exec_timers, exit_timers
 from osmodel.vfs import FileSystem
 from osmodel.signals import IGNORED_BY_DEFAULT, SIGCHLD, SIGKILL, SIGSEGV, signal_for_interrupt
 from vm import gdt
@@ -371,6 +372,7 @@ class Kernel:
         except LoadError as err:
             raise SysError(errno.E2BIG if "too long" in str(err) else errno.ENOEXEC) from None
         proc.files.close_on_exec()
+        exec_timers(proc)
         proc.signal_contexts.clear()
         proc.altstack = NO_ALTSTACK
         for sig in list(proc.sigactions):
@@ -512,6 +514,7 @@ class Kernel:
             return
         proc.exit_code = code
         proc.killed_by = signal
+        exit_timers(proc)
         proc.state = ZOMBIE
         proc.channel = None
         proc.peak_resident = max(proc.peak_resident, proc.aspace.peak_resident)

@@ -65,6 +65,9 @@ class Process:
     interrupted_call: str = ""            # the system call it sleeps in, if a signal may interrupt it
     tls: list[int] = field(default_factory=lambda: [0, 0, 0])   # set_thread_area's GDT descriptors (32-bit)
     altstack: tuple[int, int, int] = (0, 0, 2)   # sigaltstack: ss_sp, ss_size, ss_flags (SS_DISABLE: none)
+    itimers: dict = field(default_factory=dict)        # ITIMER_* -> systime.Countdown (a group leader's; not forked)
+    posix_timers: dict = field(default_factory=dict)   # timer id -> systime.PosixTimer (the same; gone at execve)
+    next_timer_id: int = 0                             # the id timer_create gives next
 
     @property
     def tgid(self) -> int:
