@@ -410,12 +410,14 @@ class Interest:
 
 
 class EpollFile(File):
-    """An epoll instance: an interest list keyed by (open file description, fd) in the order entries are to
-    be reported next. An entry whose file's last descriptor closed is gone (Linux's eventpoll_release)."""
+    """An epoll instance: an interest list keyed by (open file description, fd), and a ready list in the
+    order entries became ready (as far as scans see it). An entry whose file's last descriptor closed is
+    gone (Linux's eventpoll_release)."""
 
     def __init__(self, wakeup):
         super().__init__("anon_inode:[eventpoll]", os.O_RDWR)
         self.items: dict[tuple[File, int], Interest] = {}
+        self.rdlist: dict[tuple[File, int], None] = {}     # keys of the entries to report, first first
         self.wakeup = wakeup
 
     def channel(self) -> object:
@@ -425,38 +427,47 @@ class EpollFile(File):
         """The entries whose file is still open (the others are dropped)."""
         for key in [key for key, item in self.items.items() if item.file.refs == 0]:
             del self.items[key]
+            self.rdlist.pop(key, None)
         return list(self.items.values())
 
     def watched(self) -> list[tuple[File, int]]:
         """The (file, events) of every live entry."""
         return [(item.file, item.events & POLL_BITS) for item in self.live()]
 
+    def queue(self, item: Interest) -> None:
+        """An entry was added or changed: onto the ready list's tail if it has something to report."""
+        if pending(item)[0]:
+            self.rdlist.setdefault((item.file, item.fd), None)
+
     def scan(self, limit: int) -> list[tuple[Interest, int]]:
-        """Up to `limit` entries with an event to report, with their events; edge-triggered entries note
-        what they saw of their file."""
-        out = []
+        """The first `limit` entries of the ready list, with their events: newly ready entries join its
+        tail, entries with nothing to report leave it; edge-triggered entries note what they saw."""
+        found = {}
         for item in self.live():
-            if len(out) >= limit:
-                break
             mask, ready, activity = pending(item)
             if item.events & EPOLLET:
                 item.seen &= ready        # what was seen falls with the file's readiness
                 item.activity = activity
+            key = (item.file, item.fd)
             if mask:
-                out.append((item, mask))
-        return out
+                found[key] = mask
+                self.rdlist.setdefault(key, None)
+            else:
+                self.rdlist.pop(key, None)
+        return [(self.items[key], found[key]) for key in list(self.rdlist)[:limit]]
 
     def report(self, reported: list[tuple[Interest, int]]) -> None:
         """The entries were returned by epoll_wait: one-shot ones are disabled, edge-triggered ones remember
-        what they reported, level-triggered ones go to the end of the list (Linux requeues them at the tail)."""
+        what they reported; level-triggered ones go back to the ready list's tail, the others leave it."""
         for item, mask in reported:
+            key = (item.file, item.fd)
+            del self.rdlist[key]
             if item.events & EPOLLONESHOT:
                 item.events &= EP_PRIVATE_BITS
             if item.events & EPOLLET:
                 item.seen |= mask
-            else:
-                key = (item.file, item.fd)
-                self.items[key] = self.items.pop(key)
+            elif item.events & ~EP_PRIVATE_BITS:
+                self.rdlist[key] = None
 
     def poll(self, events: int) -> int:
         return POLLIN & events if any(pending(item)[0] for item in self.live()) else 0
@@ -466,6 +477,7 @@ class EpollFile(File):
 
     def release(self) -> None:
         self.items.clear()
+        self.rdlist.clear()
 
     def reaches(self, target: EpollFile, depth: int = 0) -> int:
         """How deep the epoll instances below this one go (-1 if `target` is among them)."""
@@ -557,11 +569,13 @@ def sys_epoll_ctl(k: Kernel, p: Process, epfd: int, op: int, fd: int, event: int
             depth = target.reaches(ep)
             if depth < 0 or depth >= EP_MAX_NESTS:
                 raise SysError(errno.ELOOP)
-        ep.items[key] = Interest(target, fd, events, data)
+        ep.items[key] = item = Interest(target, fd, events, data)
+        ep.queue(item)
     elif op == EPOLL_CTL_DEL:
         if item is None:
             raise SysError(errno.ENOENT)
         del ep.items[key]
+        ep.rdlist.pop(key, None)
     elif op == EPOLL_CTL_MOD:
         if item is None:
             raise SysError(errno.ENOENT)
@@ -569,17 +583,24 @@ def sys_epoll_ctl(k: Kernel, p: Process, epfd: int, op: int, fd: int, event: int
             raise SysError(errno.EINVAL)
         item.set_events(events)
         item.data = data
+        ep.queue(item)
     else:
         raise SysError(errno.EINVAL)
     k.wakeup(ep)
     return 0
 
 
+MEM_MAJOR, RANDOM_MINOR = 1, 8               # /dev/null, zero, full, urandom...: only /dev/random polls
+
+
 def pollable(file: File) -> bool:
-    """Whether epoll may watch the file (Linux: it has a poll method; regular files and directories don't)."""
+    """Whether epoll may watch the file (Linux: it has a poll method; regular files, directories and the
+    memory devices but /dev/random have none)."""
     if isinstance(file, HostFile):
-        mode = file.stat().st_mode
-        return not (statmod.S_ISREG(mode) or statmod.S_ISDIR(mode))
+        st = file.stat()
+        if statmod.S_ISCHR(st.st_mode) and os.major(st.st_rdev) == MEM_MAJOR:
+            return os.minor(st.st_rdev) == RANDOM_MINOR
+        return not (statmod.S_ISREG(st.st_mode) or statmod.S_ISDIR(st.st_mode))
     return True
 
 

@@ -227,6 +227,10 @@ int main(void) {
     int reg = open("/proc/self/exe", O_RDONLY);
     ev.events = EPOLLIN; ev.data.u64 = 1;
     SHOW("add a regular file", epoll_ctl(ep, EPOLL_CTL_ADD, reg, &ev));
+    SHOW("add a directory", epoll_ctl(ep, EPOLL_CTL_ADD, open("/", O_RDONLY), &ev));
+    SHOW("add /dev/null", epoll_ctl(ep, EPOLL_CTL_ADD, open("/dev/null", O_RDONLY), &ev));
+    int rnd = open("/dev/random", O_RDONLY);
+    SHOW("add /dev/random", epoll_ctl(ep2, EPOLL_CTL_ADD, rnd, &ev));
     SHOW("add itself", epoll_ctl(ep, EPOLL_CTL_ADD, ep, &ev));
     SHOW("add to a pipe", epoll_ctl(a[0], EPOLL_CTL_ADD, b[0], &ev));
     SHOW("add a closed fd", epoll_ctl(ep, EPOLL_CTL_ADD, 77, &ev));
@@ -259,6 +263,17 @@ int main(void) {
     n = epoll_wait(ep, out, 1, 0); show_events("the other", n, out);
     n = epoll_wait(ep, out, 8, 0); show_events("both still", n, out);
     read(a[0], &c, 1); read(b[0], &c, 1);
+
+    /* The ready list keeps the order entries became ready in: /dev/random at once, the pipe later. */
+    ev.data.u64 = 21;
+    epoll_ctl(ep2, EPOLL_CTL_ADD, b[0], &ev);
+    n = epoll_wait(ep2, out, 8, 0); show_events("random", n, out);
+    write(b[1], "b", 1);
+    n = epoll_wait(ep2, out, 1, 0); show_events("random first", n, out);
+    n = epoll_wait(ep2, out, 8, 0); show_events("then both", n, out);
+    read(b[0], &c, 1);
+    epoll_ctl(ep2, EPOLL_CTL_DEL, b[0], 0);
+    epoll_ctl(ep2, EPOLL_CTL_DEL, rnd, 0);
 
     /* A child writes to the second pipe: the wait wakes for it. */
     pid_t w = write_later(b[1], "b", 1, 30);
