@@ -119,6 +119,7 @@ def dispatch(kernel: Kernel, proc: Process, abi: Abi = ABI_64) -> None:
     proc.interrupted_call = ""
     strace = kernel.config.strace
     shown = format_args(kernel, proc, entry, args) if strace and entry else ""
+    sigpipe = True                    # an EPIPE raises SIGPIPE, unless the call said not to (MSG_NOSIGNAL)
     if entry is None:
         ret = -errno.ENOSYS
     else:
@@ -135,13 +136,14 @@ def dispatch(kernel: Kernel, proc: Process, abi: Abi = ABI_64) -> None:
             return
         except SysError as err:
             ret = -err.errno
+            sigpipe = not getattr(err, "nosignal", False)
         except Segv:
             ret = -errno.EFAULT
         except OutOfMemory:
             ret = -errno.ENOMEM
         except OSError as err:
             ret = -(err.errno or errno.EIO)
-    if ret == -errno.EPIPE:
+    if ret == -errno.EPIPE and sigpipe:
         kernel.signal(proc, SIGPIPE)
     if strace:
         if entry is None:

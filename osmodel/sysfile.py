@@ -27,6 +27,7 @@ KERNEL_TERMIOS_SIZE = 36      # the kernel's struct termios: 4 flag words, c_lin
 WINSIZE_SIZE = 8              # struct winsize: 4 shorts
 TIOCGWINSZ = 0x5413
 FIONREAD = 0x541B
+FIONBIO = 0x5421
 IOV = struct.Struct("<QQ")           # struct iovec (x86-64): iov_base, iov_len
 TIMESPEC = struct.Struct("<qq")      # struct timespec (x86-64)
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -125,17 +126,20 @@ def iovecs(k: Kernel, p: Process, iov: int, iovcnt: int, layout: struct.Struct =
 
 
 def read_vectors(k: Kernel, p: Process, f, vectors: list[tuple[int, int]]) -> int:
-    """readv: fill the buffers in turn from f's position, stopping at a short read; the bytes read."""
-    total = 0
+    """readv: one read of the buffers' total size, scattered over them in turn; the bytes read. (One read,
+    as Linux's: a second could block after the first consumed data, or take a pipe's or socket's next
+    message.)"""
+    total = min(sum(length for _, length in vectors), MAX_IO)
+    if not total:
+        return 0
+    data = f.read(total)
+    at = 0
     for base, length in vectors:
-        if not length:
-            continue
-        data = f.read(min(length, MAX_IO))
-        k.copyout(p, base, data)
-        total += len(data)
-        if len(data) < length:
+        if at >= len(data):
             break
-    return total
+        k.copyout(p, base, data[at:at + length])
+        at += length
+    return len(data)
 
 
 def gather(k: Kernel, p: Process, vectors: list[tuple[int, int]]) -> bytes:
@@ -262,6 +266,22 @@ def sys_ioctl(k: Kernel, p: Process, fd: int, request: int, arg: int) -> int:
         size = KERNEL_TERMIOS_SIZE if request == TCGETS else WINSIZE_SIZE
         data = fcntl.ioctl(f.hostfd, termios.TCGETS if request == TCGETS else termios.TIOCGWINSZ, bytes(size))
         k.copyout(p, arg, data)
+        return 0
+    if request == FIONBIO:
+        nonblock = int.from_bytes(k.copyin(p, arg, 4), "little") != 0
+        f.flags = f.flags | os.O_NONBLOCK if nonblock else f.flags & ~os.O_NONBLOCK
+        if isinstance(f, HostFile):
+            host = fcntl.fcntl(f.hostfd, fcntl.F_GETFL)
+            fcntl.fcntl(f.hostfd, fcntl.F_SETFL, host | os.O_NONBLOCK if nonblock else host & ~os.O_NONBLOCK)
+        return 0
+    if request == FIONREAD and not isinstance(f, HostFile):
+        if isinstance(f, PipeEnd):
+            count = len(f.pipe.buffer)
+        elif hasattr(f, "unread"):
+            count = f.unread()         # a socket's queued bytes
+        else:
+            raise SysError(errno.ENOTTY)
+        k.copyout(p, arg, count.to_bytes(4, "little"))
         return 0
     if request == FIONREAD:
         data = fcntl.ioctl(f.hostfd, termios.FIONREAD, bytes(4))
