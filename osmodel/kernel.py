@@ -36,7 +36,7 @@ from osmodel.process import RUNNABLE, SIG_DFL, SIG_IGN, SLEEPING, ZOMBIE, Proces
 from osmodel.pagecache import FileBacking, PageCache
 from osmodel.syscall import ABI_32, ABI_64, dispatch   # before sigframe: it loads every handler module, then
                                                       # the i386 table, which shares their handlers
-from osmodel.sigframe import NO_ALTSTACK, deliver, siginfo, trap_siginfo
+from osmodel.sigframe import NO_ALTSTACK, SIGWAIT_CALLS, deliver, siginfo, trap_siginfo
 from osmodel.systime import exec_timers, exit_timers
 from osmodel.vfs import FileSystem
 from osmodel.signals import IGNORED_BY_DEFAULT, SIGCHLD, SIGKILL, SIGSEGV, signal_for_interrupt
@@ -576,7 +576,8 @@ class Kernel:
                     info = siginfo(sig, pid=sender.pid, uid=os.getuid())
                 if info is not None:
                     proc.siginfo[sig] = info
-                if not proc.sigmask & bit and proc.state == SLEEPING and proc.sleeping_in != "vfork":
+                if proc.state == SLEEPING and ((not proc.sigmask & bit and proc.sleeping_in != "vfork")
+                                               or (proc.sigwait & bit and proc.sleeping_in in SIGWAIT_CALLS)):
                     proc.state = RUNNABLE
                     proc.channel = None
                     self.preempt_unbounded()

@@ -68,6 +68,7 @@ class Process:
     itimers: dict = field(default_factory=dict)        # ITIMER_* -> systime.Countdown (a group leader's; not forked)
     posix_timers: dict = field(default_factory=dict)   # timer id -> systime.PosixTimer (the same; gone at execve)
     next_timer_id: int = 0                             # the id timer_create gives next
+    sigwait: int = 0                      # the signals rt_sigtimedwait waits for (they wake it even if blocked)
 
     @property
     def tgid(self) -> int:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import errno
 import struct
+import time
 from typing import TYPE_CHECKING
 
 from osmodel.fault import Segv
@@ -82,7 +83,7 @@ MASK64 = 0xFFFF_FFFF_FFFF_FFFF
 INTERRUPTED_ONLY = frozenset({
     "rt_sigsuspend", "sigsuspend", "pause", "nanosleep", "clock_nanosleep", "clock_nanosleep_time64",
     "select", "_newselect", "pselect6", "pselect6_time64", "poll", "ppoll", "ppoll_time64",
-    "epoll_wait", "epoll_pwait", "epoll_pwait2"})
+    "epoll_wait", "epoll_pwait", "epoll_pwait2", "rt_sigtimedwait", "rt_sigtimedwait_time64"})
 
 # -- x86-64 structures
 SIGACTION = struct.Struct("<QQQQ")                     # struct sigaction (kernel's): handler, flags, restorer, mask
@@ -202,6 +203,16 @@ def siginfo32(info: bytes) -> bytes:
     kinds = narrow.format[1:]
     fields = [truncate32(v, kind) for v, kind in zip(wide.unpack_from(info, UNION_64), kinds)]
     return (SIGINFO_HEAD.pack(sig, err, code) + narrow.pack(*fields)).ljust(SIGINFO_SIZE, b"\0")
+
+
+def siginfo64(info32: bytes) -> bytes:
+    """The siginfo_t of a compat_siginfo_t a 32-bit program passed in (copy_siginfo_from_user32): the
+    union's fields widened back, sign-extended where signed."""
+    sig, err, code = SIGINFO_HEAD.unpack_from(info32)
+    wide, narrow = SIGINFO_UNION[siginfo_layout(sig, code)]
+    fields = narrow.unpack_from(info32, SIGINFO_HEAD.size)
+    return (SIGINFO_HEAD.pack(sig, err, code) + bytes(UNION_64 - SIGINFO_HEAD.size)
+            + wide.pack(*fields)).ljust(SIGINFO_SIZE, b"\0")
 
 
 def truncate32(value: int, kind: str) -> int:
@@ -615,6 +626,65 @@ def sys_rt_sigsuspend(k: Kernel, p: Process, mask: int, size: int) -> int:
 def sys_sigsuspend32(k: Kernel, p: Process, history0: int, history1: int, mask: int) -> int:
     """The old i386 sigsuspend(history0, history1, mask): the mask is the first 32 signals."""
     return suspend(k, p, mask & MASK32)
+
+
+TIMESPEC64 = struct.Struct("<qq")      # struct __kernel_timespec
+TIMESPEC32 = struct.Struct("<ii")      # struct old_timespec32
+SIGWAIT_CALLS = frozenset({"rt_sigtimedwait", "rt_sigtimedwait_time64"})
+
+
+@syscall("rt_sigtimedwait", "pppu")
+def sys_rt_sigtimedwait(k: Kernel, p: Process, uset: int, uinfo: int, uts: int, size: int,
+                        timespec: struct.Struct = TIMESPEC64) -> int:
+    """sigwaitinfo/sigtimedwait: take a pending signal of *uset (blocked ones too) without running its
+    handler, writing its siginfo to uinfo; wait for one until the timeout (EAGAIN once it passes)."""
+    if size != SIGSET_SIZE:
+        raise SysError(errno.EINVAL)
+    wanted = struct.unpack("<Q", k.copyin(p, uset, 8))[0] & ~UNBLOCKABLE
+    timeout = None
+    if uts:
+        sec, nsec = timespec.unpack(k.copyin(p, uts, timespec.size))
+        if sec < 0 or not 0 <= nsec < 10**9:
+            raise SysError(errno.EINVAL)
+        timeout = sec + nsec / 10**9
+    return take_signal(k, p, wanted, uinfo, timeout)
+
+
+@syscall32("rt_sigtimedwait", "pppu")
+def sys_rt_sigtimedwait32(k: Kernel, p: Process, uset: int, uinfo: int, uts: int, size: int) -> int:
+    return sys_rt_sigtimedwait(k, p, uset, uinfo, uts, size, TIMESPEC32)
+
+
+@syscall32("rt_sigtimedwait_time64", "pppu")
+def sys_rt_sigtimedwait_time64(k: Kernel, p: Process, uset: int, uinfo: int, uts: int, size: int) -> int:
+    return sys_rt_sigtimedwait(k, p, uset, uinfo, uts, size, TIMESPEC64)
+
+
+def take_signal(k: Kernel, p: Process, wanted: int, uinfo: int, timeout: float | None) -> int:
+    """Dequeue the lowest pending signal of `wanted` (its number), or sleep until one is sent (a blocked
+    one wakes the caller too, see Kernel.signal) or `timeout` seconds have passed (EAGAIN)."""
+    ready = p.pending & wanted
+    if ready:
+        sig = (ready & -ready).bit_length()
+        p.pending &= ~(1 << (sig - 1))
+        info = p.siginfo.pop(sig, None) or siginfo(sig)
+        p.sigwait = 0
+        p.wake_at = 0.0
+        if uinfo:
+            k.copyout(p, uinfo, siginfo32(info) if p.bits == 32 else info)
+        return sig
+    now = time.monotonic()
+    if timeout is not None:
+        if not p.wake_at:
+            if timeout == 0:
+                raise SysError(errno.EAGAIN)
+            p.wake_at = now + timeout
+        elif now >= p.wake_at:
+            p.wake_at = 0.0
+            p.sigwait = 0
+            raise SysError(errno.EAGAIN)
+    p.sigwait = wanted
+    raise Block(("signal", p.pid))
 
 
 @syscall32("sigprocmask", "dpp")

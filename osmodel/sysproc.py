@@ -428,6 +428,38 @@ def sys_tgkill(k: Kernel, p: Process, tgid: int, tid: int, sig: int) -> int:
     return send_signal(k, p, tid, sig, sigframe.SI_TKILL)
 
 
+@syscall("rt_sigqueueinfo", "ddp")
+@syscall32("rt_sigqueueinfo", "ddp")
+def sys_rt_sigqueueinfo(k: Kernel, p: Process, tgid: int, sig: int, uinfo: int) -> int:
+    """sigqueue: send sig with the caller's siginfo (its si_value), to a process."""
+    return queue_signal(k, p, tgid, tgid, sig, uinfo)
+
+
+@syscall("rt_tgsigqueueinfo", "dddp")
+@syscall32("rt_tgsigqueueinfo", "dddp")
+def sys_rt_tgsigqueueinfo(k: Kernel, p: Process, tgid: int, tid: int, sig: int, uinfo: int) -> int:
+    """pthread_sigqueue: the same, to one thread of a thread group."""
+    return queue_signal(k, p, tgid, tid, sig, uinfo)
+
+
+def queue_signal(k: Kernel, p: Process, tgid: int, tid: int, sig: int, uinfo: int) -> int:
+    """Send sig to thread tid of tgid with the siginfo at uinfo (its si_signo set to sig). As Linux, only
+    a process signalling itself may claim a kernel-made code (si_code >= 0 or SI_TKILL): else EPERM."""
+    tgid, tid, sig = signed32(tgid), signed32(tid), signed32(sig)
+    if not 0 <= sig <= 64 or tgid <= 0 or tid <= 0:
+        raise SysError(errno.EINVAL)
+    raw = k.copyin(p, uinfo, sigframe.SIGINFO_SIZE)
+    info = sigframe.siginfo64(raw) if p.bits == 32 else raw
+    code = struct.unpack_from("<i", info, 8)[0]
+    target = k.processes.get(tid)
+    if target is None or not target.alive or target.tgid != tgid:
+        raise SysError(errno.ESRCH)
+    if (code >= 0 or code == sigframe.SI_TKILL) and target.tgid != p.tgid:
+        raise SysError(errno.EPERM)
+    k.signal(target, sig, sender=p, info=struct.pack("<i", sig) + info[4:])
+    return 0
+
+
 SIGSET_SIZE = 8
 
 
