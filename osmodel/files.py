@@ -204,6 +204,7 @@ class PipeEnd(File):
         else:
             pipe.writers += 1
         self.ino = id(pipe) & 0xFFFFFFF
+        self.path = f"pipe:[{self.ino}]"        # what /proc/PID/fd/N links to
 
     def channel(self) -> object:
         return self.pipe

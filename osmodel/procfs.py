@@ -70,8 +70,7 @@ def lookup(k: Kernel, p: Process, path: str) -> ProcEntry | None:
         except SysError:
             raise SysError(errno.ENOENT) from None
         host = f"/proc/self/fd/{f.hostfd}" if isinstance(f, HostFile) else None
-        link = f.path if isinstance(f, HostFile) else f"pipe:[{getattr(f, 'ino', 0)}]"
-        return ProcEntry(link=link, host=host)
+        return ProcEntry(link=f.path, host=host)   # guest files: pipe:[N], socket:[N], anon_inode:[eventfd]...
     if name in GENERATED:
         return ProcEntry(content=generate(k, proc, name))
     raise SysError(errno.EACCES if name in HIDDEN else errno.ENOENT)

@@ -514,3 +514,44 @@ def test_python_select_and_epoll():
     """CPython's select.select, select.epoll and select.poll on a pipe behave as natively."""
     native, _ = same_as_native([PYTHON, "-c", PY_SELECT], timeout=300)
     assert native.stdout.count(b"\n") == 6
+
+
+FD_LINKS = r"""
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+/* What /proc/self/fd/N links to, with a pipe's or socket's inode number shown as N. */
+static void show(int fd) {
+    char path[64], link[128];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(path, link, sizeof link - 1);
+    link[n > 0 ? n : 0] = 0;
+    char *ino = strchr(link, '[');
+    if (ino && strncmp(link, "anon_inode:", 11))
+        strcpy(ino, "[N]");
+    printf("%s\n", link);
+}
+
+int main(void) {
+    int p[2], s[2];
+    pipe(p);
+    socketpair(AF_UNIX, SOCK_STREAM, 0, s);
+    show(p[0]);
+    show(s[0]);
+    show(eventfd(0, 0));
+    show(epoll_create1(0));
+    show(timerfd_create(CLOCK_MONOTONIC, 0));
+    return 0;
+}
+"""
+
+
+def test_proc_fd_links_name_each_kind_of_file(tmp_path):
+    """/proc/self/fd/N of a pipe, socket, eventfd, epoll and timerfd names it as Linux does."""
+    built = compile_static({"fdlinks": FD_LINKS}, tmp_path)
+    same_as_native([built["fdlinks"]])
