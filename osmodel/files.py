@@ -14,6 +14,7 @@ import select
 import stat as statmod
 import struct
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 O_ACCMODE = 0o3
 O_CLOEXEC = 0o2000000
@@ -260,6 +261,9 @@ class PipeEnd(File):
         self.pipe.wakeup(self.pipe)
 
 
+FileT = TypeVar("FileT", bound=File)
+
+
 @dataclass
 class FdTable:
     """A process's descriptors: fd -> (File, close-on-exec). Threads share one table (`users`)."""
@@ -272,6 +276,13 @@ class FdTable:
             return self.slots[fd][0]
         except KeyError:
             raise SysError(errno.EBADF) from None
+
+    def get_kind(self, fd: int, kind: type[FileT]) -> FileT:
+        """The File behind fd if it is a `kind` (epoll, timerfd...): EBADF if fd is not open, else EINVAL."""
+        file = self.get(fd)
+        if not isinstance(file, kind):
+            raise SysError(errno.EINVAL)
+        return file
 
     def install(self, file: File, cloexec: bool = False, lowest: int = 0) -> int:
         """Give file the lowest free descriptor >= lowest."""

@@ -10,7 +10,7 @@ import struct
 import termios
 from typing import TYPE_CHECKING
 
-from osmodel.files import (FD_CLOEXEC, host_umask_zero, MAX_FDS, O_CLOEXEC, HostFile, Pipe,
+from osmodel.files import (FD_CLOEXEC, host_umask_zero, MAX_FDS, O_CLOEXEC, File, HostFile, Pipe,
                            PipeEnd, SysError, pack_stat)
 from osmodel import procfs
 from osmodel.syscall import AT_FDCWD, signed, signed32, syscall
@@ -328,18 +328,25 @@ def make_pipe(k: Kernel, p: Process, fds: int, flags: int) -> int:
     if flags & ~(O_CLOEXEC | os.O_NONBLOCK | os.O_DIRECT):
         raise SysError(errno.EINVAL)
     pipe = Pipe(k.wakeup)
-    cloexec = bool(flags & O_CLOEXEC)
-    rfd = p.files.install(PipeEnd(pipe, True, flags & os.O_NONBLOCK), cloexec)
+    nonblock = flags & os.O_NONBLOCK
+    return install_pair(k, p, PipeEnd(pipe, True, nonblock), PipeEnd(pipe, False, nonblock),
+                        bool(flags & O_CLOEXEC), fds)
+
+
+def install_pair(k: Kernel, p: Process, first: File, second: File, cloexec: bool, out: int) -> int:
+    """Give two new files descriptors and write them to `out` as int[2] (pipe, socketpair); 0, or
+    the error, with neither descriptor left open."""
+    fd0 = p.files.install(first, cloexec)
     try:
-        wfd = p.files.install(PipeEnd(pipe, False, flags & os.O_NONBLOCK), cloexec)
+        fd1 = p.files.install(second, cloexec)
     except SysError:
-        p.files.close(rfd)
+        p.files.close(fd0)
         raise
     try:
-        k.copyout(p, fds, struct.pack("<ii", rfd, wfd))
+        k.copyout(p, out, struct.pack("<ii", fd0, fd1))
     except Exception:
-        p.files.close(rfd)
-        p.files.close(wfd)
+        p.files.close(fd0)
+        p.files.close(fd1)
         raise
     return 0
 

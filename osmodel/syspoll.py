@@ -518,14 +518,6 @@ def file_activity(file: File, events: int) -> int | None:
     return None
 
 
-def epoll_file(p: Process, epfd: int) -> EpollFile:
-    """The epoll instance behind epfd: EBADF if not open, EINVAL if not an epoll."""
-    file = p.files.get(signed32(epfd))
-    if not isinstance(file, EpollFile):
-        raise SysError(errno.EINVAL)
-    return file
-
-
 @syscall32("epoll_create", "d")
 @syscall("epoll_create", "d")
 def sys_epoll_create(k: Kernel, p: Process, size: int) -> int:
@@ -637,7 +629,7 @@ def epoll_wait(k: Kernel, p: Process, epfd: int, events: int, maxevents: int, ti
     maxevents = signed32(maxevents)
     if not 0 < maxevents <= EP_MAX_EVENTS:
         raise SysError(errno.EINVAL)
-    ep = epoll_file(p, epfd)
+    ep = p.files.get_kind(signed32(epfd), EpollFile)
 
     def scan():
         ready = ep.scan(maxevents)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from osmodel.files import POLLERR, POLLHUP, POLLIN, POLLOUT, Block, File, SysError
 from osmodel.syscall import AT_FDCWD, signed32, syscall, syscall32
-from osmodel.sysfile import MAX_IO, namei
+from osmodel.sysfile import MAX_IO, install_pair, namei
 from osmodel.sysproc import sys_getegid, sys_geteuid
 
 if TYPE_CHECKING:
@@ -454,20 +454,7 @@ def sys_socketpair(k: Kernel, p: Process, domain: int, kind: int, protocol: int,
     a = Socket(pair, base, signed32(protocol), kind, creds)
     b = Socket(pair, base, signed32(protocol), kind, creds)
     a.peer, b.peer = b, a
-    cloexec = bool(kind & SOCK_CLOEXEC)
-    fd0 = p.files.install(a, cloexec)
-    try:
-        fd1 = p.files.install(b, cloexec)
-    except SysError:
-        p.files.close(fd0)
-        raise
-    try:
-        k.copyout(p, sv, struct.pack("<ii", fd0, fd1))
-    except BaseException:
-        p.files.close(fd0)
-        p.files.close(fd1)
-        raise
-    return 0
+    return install_pair(k, p, a, b, bool(kind & SOCK_CLOEXEC), sv)
 
 
 # -- names ----------------------------------------------------------------------------------------

@@ -432,14 +432,6 @@ class TimerFd(File):
         self.countdown.cancel()
 
 
-def timerfd(p: Process, fd: int) -> TimerFd:
-    """The timerfd behind fd (EBADF if not open, EINVAL if it is another kind of file)."""
-    f = p.files.get(signed32(fd))
-    if not isinstance(f, TimerFd):
-        raise SysError(errno.EINVAL)
-    return f
-
-
 @syscall("timerfd_create", "dx")
 @syscall32("timerfd_create", "dx")
 def sys_timerfd_create(k: Kernel, p: Process, clock: int, flags: int) -> int:
@@ -459,7 +451,7 @@ def sys_timerfd_settime(k: Kernel, p: Process, fd: int, flags: int, new: int, ol
     interval, value = timespecs(layout, k.copyin(p, new, layout.size), 1)
     if flags & ~TFD_SETTIME_FLAGS:
         raise SysError(errno.EINVAL)
-    f = timerfd(p, fd)
+    f = p.files.get_kind(signed32(fd), TimerFd)
     before = f.get()
     f.ticks = 0
     f.countdown.set(due_time(f.clock, value, bool(flags & TFD_TIMER_ABSTIME)), interval)
@@ -472,7 +464,7 @@ def sys_timerfd_settime(k: Kernel, p: Process, fd: int, flags: int, new: int, ol
 @syscall32("timerfd_gettime64", "dp")
 def sys_timerfd_gettime(k: Kernel, p: Process, fd: int, cur: int, layout: struct.Struct = ITIMERSPEC) -> int:
     """A timerfd's interval and time left, as a struct itimerspec."""
-    k.copyout(p, cur, pack_times(layout, *timerfd(p, fd).get(), 1))
+    k.copyout(p, cur, pack_times(layout, *p.files.get_kind(signed32(fd), TimerFd).get(), 1))
     return 0
 
 
