@@ -937,6 +937,8 @@ class Kernel:
                     break
                 timeout_us = max(1, int(left * 1e6))
             self.wake_timers(wait=False)
+            if not init.alive:
+                break                               # a timer's signal ended it
             if timer_due := self.next_timer():      # stop the run when the next timer is due
                 until = max(1, int((timer_due - time.monotonic()) * 1e6))
                 timeout_us = min(timeout_us, until) if timeout_us else until
