@@ -19,7 +19,7 @@ from vm import pagetable as ptm
 from vm.mmu import (ACCESS_FETCH, ACCESS_READ, ACCESS_WRITE, PF_INSTR, PF_PRESENT, PF_USER, PF_WRITE, Mmu,
                     PageFault)
 from vm.pagetable import PageTable
-from vm.ram import OutOfMemory, Owner, PhysicalMemory
+from vm.ram import PAGE_SHIFT, PAGE_SIZE, OutOfMemory, Owner, PhysicalMemory
 from vm.tlb import Tlb
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -835,3 +835,35 @@ def test_tiny_tlbs_keep_the_program_correct(entries, ways):
     assert stats.misses >= stats.evictions
     # Evictions of pages Unicorn held forced flushes of Unicorn's TLB.
     assert kernel.cpu.uc_flushes > 1
+
+
+def _resident(ram: PhysicalMemory, pfn: int) -> bool:
+    """Whether the host has the page behind frame pfn in memory (mincore)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p)
+    vec = ctypes.create_string_buffer(1)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(ram.mmap))
+    assert libc.mincore(base + (pfn << PAGE_SHIFT), PAGE_SIZE, vec) == 0
+    return bool(vec.raw[0] & 1)
+
+
+def test_host_memory_is_populated_ahead_of_a_growing_program():
+    """Past POPULATE_START new frames, a background thread faults the host pages behind the next ones in
+    (their content stays zero); before that, nothing is touched ahead of use."""
+    import time
+    from vm.ram import POPULATE_AHEAD, POPULATE_START
+    ram = PhysicalMemory(256 << 20)
+    ahead = POPULATE_START + POPULATE_AHEAD // 2
+    for _ in range(POPULATE_START - 1):
+        ram.alloc(Owner.ANON)
+    time.sleep(0.05)
+    assert not _resident(ram, ahead)
+    ram.alloc(Owner.ANON)
+    ram.alloc(Owner.ANON)
+    deadline = time.monotonic() + 5
+    while not _resident(ram, ahead) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _resident(ram, ahead)
+    assert ram.read(ahead << PAGE_SHIFT, PAGE_SIZE) == bytes(PAGE_SIZE)
+    assert not _resident(ram, POPULATE_START + POPULATE_AHEAD + 1024)

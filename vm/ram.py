@@ -7,13 +7,20 @@ which the OS model turns into an out-of-memory kill; it is never a crash.
 
 from __future__ import annotations
 
+import ctypes
 import enum
 import mmap
+import threading
+import weakref
 from array import array
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 ZERO_BYTES = bytes(PAGE_SIZE)
+MADV_POPULATE_WRITE = 23          # Linux 5.14: fault a range of a mapping in, writable, in one call
+POPULATE_START = 2048             # never-used frames handed out before the host memory is populated ahead
+POPULATE_CHUNK = 512              # frames (2 MiB) per populate call
+POPULATE_AHEAD = 8192             # how far (32 MiB) beyond the next never-used frame to keep populated
 
 
 class Owner(enum.IntEnum):
@@ -59,6 +66,8 @@ class PhysicalMemory:
         self.owner[0] = Owner.KERNEL
         self.code = bytearray(self.nframes)   # 1 if the CPU may have translated code from the frame
         self.code_freed = False               # a code frame was freed: translated code must be dropped
+        self._populator: Populator | None = None
+        self._populate_at = POPULATE_START    # the never-used frame at which to ask for more host memory
 
     @property
     def free_frames(self) -> int:
@@ -89,9 +98,21 @@ class PhysicalMemory:
             if pfn >= self.nframes:
                 raise OutOfMemory(f"out of physical memory ({self.nframes} frames)")
             self._fresh = pfn + 1
+            if pfn >= self._populate_at:
+                self._populate_ahead(pfn)
         self.owner[pfn] = owner
         self.refcount[pfn] = 1
         return pfn
+
+    def _populate_ahead(self, pfn: int) -> None:
+        """A program is using many new frames: have the host's memory behind the next ones faulted in by a
+        background thread (the host kernel's page faults on first touch are a large part of a demand-zero
+        fault's cost), so the emulated CPU finds them ready. Guest-visible behaviour does not change."""
+        self._populate_at = pfn + POPULATE_CHUNK
+        if self._populator is None:
+            self._populator = Populator(self.mmap)
+            weakref.finalize(self, self._populator.stop)
+        self._populator.request(min(pfn + POPULATE_AHEAD, self.nframes))
 
     def get(self, pfn: int) -> None:
         """Take one more reference to an allocated frame."""
@@ -161,3 +182,43 @@ class PhysicalMemory:
             counts[o.name.lower()] = self.owner.count(o)
         counts["free"] = self.free_frames
         return counts
+
+
+class Populator:
+    """A daemon thread that faults host memory of RAM in, writable, up to the frame it is asked for
+    (MADV_POPULATE_WRITE, in chunks, with the GIL released). It stops for good if the host refuses."""
+
+    def __init__(self, ram: mmap.mmap):
+        self._base = ctypes.addressof(ctypes.c_char.from_buffer(ram))
+        self._madvise = ctypes.CDLL(None, use_errno=True).madvise
+        self._madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        self._done = 0                  # frames below this are populated
+        self._want = 0
+        self._wake = threading.Condition()
+        threading.Thread(target=self._run, name="ram-populate", daemon=True).start()
+
+    def request(self, upto: int) -> None:
+        """Populate the frames below `upto` soon."""
+        with self._wake:
+            if upto > self._want:
+                self._want = upto
+                self._wake.notify()
+
+    def stop(self) -> None:
+        """End the thread (the RAM is going away)."""
+        with self._wake:
+            self._want = -1
+            self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while 0 <= self._want <= self._done:
+                    self._wake.wait()
+                if self._want < 0:
+                    return
+                start = max(self._done, self._want - POPULATE_AHEAD)
+                end = min(start + POPULATE_CHUNK, self._want)
+            if self._madvise(self._base + (start << PAGE_SHIFT), (end - start) << PAGE_SHIFT, MADV_POPULATE_WRITE):
+                return                  # not supported by this host kernel (or out of host memory): stop
+            self._done = end
