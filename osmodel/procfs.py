@@ -27,6 +27,7 @@ _FD = re.compile(r"^/fd/(\d+)$")
 GENERATED = ("maps", "cmdline", "comm", "status", "stat", "statm")
 HIDDEN = ("mem", "environ", "auxv", "pagemap", "syscall", "stack", "personality", "io", "smaps", "smaps_rollup",
           "mountinfo", "mounts", "attr", "map_files", "ns", "task", "fdinfo", "numa_maps", "limits", "oom_score")
+SHARED_WITH_HOST = ("mounts", "mountinfo")   # the guest sees run-elf's mount namespace (unless under --root)
 
 
 class ProcEntry:
@@ -73,6 +74,8 @@ def lookup(k: Kernel, p: Process, path: str) -> ProcEntry | None:
         return ProcEntry(link=f.path, host=host)   # guest files: pipe:[N], socket:[N], anon_inode:[eventfd]...
     if name in GENERATED:
         return ProcEntry(content=generate(k, proc, name))
+    if name in SHARED_WITH_HOST and k.fs.root is None:
+        return ProcEntry(host=f"/proc/self/{name}")
     raise SysError(errno.EACCES if name in HIDDEN else errno.ENOENT)
 
 

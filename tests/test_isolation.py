@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, USING_RUN_ELF, compile_static
+from conftest import ROOT, USING_RUN_ELF, compile_static, run_elf, same_as_native
 from osmodel.kernel import DIRECT_MAP, KERNEL_TEXT, Config, Kernel
 from vm.cpu import SYSRETQ
 from vm.pagetable import PTE_FRAME, PTE_PRESENT, PTE_USER, PTE_WRITABLE
@@ -820,3 +820,12 @@ def test_proc_self_is_not_the_host_process(tree):
     assert r.returncode == 0, r
     line = probe_results(r.stdout)["read:/proc/self/maps"]
     assert "python" not in line and "unicorn" not in line, line
+
+
+@pytest.mark.parametrize("name", ["mounts", "mountinfo"])
+def test_proc_self_mount_tables_are_the_shared_namespace_s(name):
+    """Without --root the guest is in run-elf's mount namespace: /proc/self/mounts and mountinfo are its
+    (df and findmnt read them); under --root they would describe another tree, so they are refused."""
+    same_as_native(["/bin/cat", f"/proc/self/{name}"])
+    confined = run_elf(["/bin/cat", f"/proc/self/{name}"], "--root", "/")
+    assert confined.status == 1 and b"Permission denied" in confined.stderr
