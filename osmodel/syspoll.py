@@ -63,7 +63,7 @@ def leaves(watched: list[tuple[File, int]]) -> tuple[list[object], list[tuple[in
         seen.add(id(file))
         if isinstance(file, EpollFile):
             todo.extend(file.watched())
-        if isinstance(file, HostFile):
+        if getattr(file, "hostfd", None) is not None:       # a host file, or a guest file around one (inotify)
             host.append((file.hostfd, events & POLL_BITS))
             continue
         channel = file.channel()
