@@ -37,7 +37,7 @@ from osmodel.pagecache import FileBacking, PageCache
 from osmodel.syscall import ABI_32, ABI_64, dispatch   # before sigframe: it loads every handler module, then
                                                       # the i386 table, which shares their handlers
 from osmodel.sigframe import NO_ALTSTACK, SIGWAIT_CALLS, deliver, siginfo, trap_siginfo
-from osmodel.systime import exec_timers, exit_timers
+from osmodel.systime import cpu_timer_left, exec_timers, exit_timers, expire_cpu_timers
 from osmodel.vfs import FileSystem
 from osmodel.signals import IGNORED_BY_DEFAULT, SIGCHLD, SIGKILL, SIGSEGV, signal_for_interrupt
 from vm import gdt
@@ -61,6 +61,7 @@ MAX_INTERP_DEPTH = 4                  # nested #! interpreters, as Linux
 SYSCALL_INSN_SIZE = 2
 QUIET_SIGNALS = frozenset({2, 13})    # SIGINT, SIGPIPE: shells report no message for these deaths
 EXIT_STOPPED = 124                    # as timeout(1): a limit stopped the guest
+LONG_CALL_NS = 500_000                # a system call this long may have waited on the host (see idle_since)
 
 
 @dataclass
@@ -137,6 +138,9 @@ class Kernel:
         self.deadline = 0.0               # time.monotonic() at which --timeout stops the guest (0: never)
         self.timers: list[KernelTimer] = []   # a heap by due time: alarms, interval and POSIX timers, timerfds
         self._timer_seq = itertools.count()
+        self.acct_mark = 0                # time.perf_counter_ns() at the last CPU-time accounting point
+        self.run_began = (0, 0)           # perf_counter_ns() and thread_time_ns() when the current run began
+        self.run_idle = 0                 # ns of the current run the host thread was off the CPU, left uncharged
         self._map_kernel_half()
 
     # -- boot ---------------------------------------------------------------------------------
@@ -540,12 +544,15 @@ class Kernel:
             self.cpu.stop()
 
     def reap(self, proc: Process) -> None:
-        """Forget a zombie: its pid and task record go; its fault counts go to the parent's children total."""
+        """Forget a zombie: its pid and task record go; its fault counts and CPU times (with its own
+        children's) go to the parent's children totals."""
         parent = self.processes.get(proc.ppid)
         if parent is not None:
             parent.child_fault_counts.update(proc.fault_counts)
             parent.child_fault_counts.update(proc.child_fault_counts)
             parent.child_major_faults += proc.major_faults + proc.child_major_faults
+            parent.child_utime += proc.group_utime + proc.child_utime
+            parent.child_stime += proc.group_stime + proc.child_stime
         self._unmap_task_record(proc)
         self.reaped.append(proc)
         del self.processes[proc.pid]
@@ -728,13 +735,18 @@ class Kernel:
     # -- traps ---------------------------------------------------------------------------------
 
     def page_fault(self, fault: PageFault) -> bool:
-        """The CPU's fault sink: resolve a user fault of the current process; False leaves it refused."""
+        """The CPU's fault sink: resolve a user fault of the current process; False leaves it refused.
+        Its time is the process's system time (CPU timers are checked at the run's end, not here)."""
+        proc = self.current
+        self.account(proc, False)
         self.doing = fault       # for an internal-error report: what was being handled (kept if it fails)
         try:
-            self.resolve(self.current, fault)
+            self.resolve(proc, fault)
         except (Segv, OutOfMemory):
             self.doing = ""
             return False
+        finally:
+            self.account(proc, True, check=False)
         self.doing = ""
         return True
 
@@ -781,11 +793,60 @@ class Kernel:
             self.cpu.trap = Trap("invalid-opcode", self.cpu.reg("rip"))
             self.cpu.stop()
             return
-        dispatch(self, self.current, ABI_64)
+        self.system_call(self.current, ABI_64)
 
     def int80(self) -> None:
         """The current process executed `int 0x80`: a call of the i386 ABI (from 64-bit code too, as on Linux)."""
-        dispatch(self, self.current, ABI_32)
+        self.system_call(self.current, ABI_32)
+
+    def system_call(self, proc: Process, abi) -> None:
+        """Dispatch a system call of proc, its time charged as system time (the time before it as user
+        time); a CPU timer's signal it brings due ends the run, to be delivered on the way back."""
+        self.account(proc, False)
+        start = self.acct_mark
+        dispatch(self, proc, abi)
+        idle = 0
+        if time.perf_counter_ns() - start > LONG_CALL_NS:
+            idle = self.idle_since(start)
+        if self.account(proc, True, idle=idle) and proc.alive and proc.pending & ~proc.sigmask:
+            self.cpu.stop()
+
+    # -- CPU time --------------------------------------------------------------------------------
+
+    def account(self, proc: Process, system: bool, check: bool = True, idle: int = 0) -> bool:
+        """An accounting point: charge the host time since the last one (less `idle` ns) to proc and its
+        thread group as system time (it was in the kernel) or user time (it was being emulated); with
+        `check`, fire its CPU-clock timers that are now due. True if any is armed.
+
+        The clock is time.perf_counter_ns (a vDSO read, cheap enough for every system call and fault):
+        a busy guest's CPU time is its run time under run-elf. A guest asleep is charged nothing, as the
+        scheduler waits for it outside any run; a system call that waited on the host (a read of a
+        terminal, a poll of host files) is found by its length and its time off the host's CPU is
+        left out (idle_since)."""
+        now = time.perf_counter_ns()
+        spent = now - self.acct_mark - idle
+        self.acct_mark = now
+        group = proc.leader or proc
+        if system:
+            proc.stime += spent
+            group.group_stime += spent
+        else:
+            proc.utime += spent
+            group.group_utime += spent
+        if proc.cpu_timers or group.cpu_timers:
+            if check:
+                expire_cpu_timers(self, proc)
+            return True
+        return False
+
+    def idle_since(self, start: int) -> int:
+        """Of the host time since `start` (a perf_counter_ns() of the current run), how much the host
+        thread spent off the CPU (waiting on the host) that is not left out already."""
+        now = time.perf_counter_ns()
+        busy = time.thread_time_ns() - self.run_began[1]
+        idle = min(max(now - self.run_began[0] - busy - self.run_idle, 0), now - start)
+        self.run_idle += idle
+        return idle
 
     def handled_synchronously(self, proc: Process, sig: int, info: bytes) -> bool:
         """A fault's signal goes to the process's handler when it has one and does not block it (the
@@ -971,7 +1032,14 @@ class Kernel:
                     break
                 count = min(count, left) if count else left
                 self.unbounded = False
+            if cpu_left := cpu_timer_left(proc):   # stop by the time its first CPU timer may be due
+                until = max(1, cpu_left // 1000)
+                timeout_us = min(timeout_us, until) if timeout_us else until
+            self.acct_mark = time.perf_counter_ns()
+            self.run_began = (self.acct_mark, time.thread_time_ns())
+            self.run_idle = 0
             trap = cpu.run(count, timeout_us)
+            self.account(proc, False)
             self.unbounded = False
             if not proc.alive or proc.resume_rip is not None or trap is None:
                 continue

@@ -69,6 +69,14 @@ class Process:
     posix_timers: dict = field(default_factory=dict)   # timer id -> systime.PosixTimer (the same; gone at execve)
     next_timer_id: int = 0                             # the id timer_create gives next
     sigwait: int = 0                      # the signals rt_sigtimedwait waits for (they wake it even if blocked)
+    utime: int = 0                        # ns of host thread time spent emulating this thread (user time)
+    stime: int = 0                        # ns spent in its system calls and page faults (system time)
+    group_utime: int = 0                  # a leader's: the user time of its whole thread group, exited threads too
+    group_stime: int = 0                  # a leader's: the same for system time
+    child_utime: int = 0                  # a leader's: the user time of its reaped children (and of theirs)
+    child_stime: int = 0                  # a leader's: the same for system time
+    cpu_timers: list = field(default_factory=list)   # armed systime.CpuCountdowns on its thread clock, or
+                                                     # (a leader's) on its group's clock
 
     @property
     def tgid(self) -> int:

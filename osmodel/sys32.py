@@ -34,7 +34,7 @@ from osmodel.sysfs import (AT_NO_AUTOMOUNT, O_PATH, STATFS, statfs_fd, statfs_pa
                            sys_utime, sys_utimensat, sys_utimes, writeback_file)
 from osmodel.sysmem import sys_mmap
 from osmodel.syspoll import do_pselect, do_select, sys_ppoll
-from osmodel.sysmisc import clock_ticks, sys_sched_getaffinity, sysinfo_values
+from osmodel.sysmisc import sys_sched_getaffinity, sys_times, sysinfo_values
 from osmodel.sysnames import NUMBERS, NUMBERS_32
 from osmodel.sysproc import (CLONE_SETTLS, RLIM_INFINITY, fork_child, get_rlimit, set_rlimit, sys_clock_getres,
                              sys_clock_gettime, sys_clock_nanosleep, sys_futex, sys_getrusage, sys_gettimeofday,
@@ -72,7 +72,7 @@ RLIMIT32 = struct.Struct("<II")          # struct compat_rlimit: rlim_cur, rlim_
 IOV32 = struct.Struct("<II")             # struct compat_iovec: iov_base, iov_len
 COMPAT_RLIM_INFINITY = 0xFFFF_FFFF
 OLD_RLIM_MAX = 0x7FFF_FFFF               # what the old getrlimit (nr 76) reports for anything larger
-TMS32_SIZE = 16                          # struct compat_tms: four compat_clock_t
+TMS32 = Compat32(4)                      # struct compat_tms: four compat_clock_t
 ROBUST_LIST_HEAD32 = 12                  # sizeof(struct compat_robust_list_head)
 COMPAT_LONG = 4                          # sizeof(compat_long_t): fd_set words, cpumask words
 MAX_NON_LFS = 0x7FFF_FFFF                # the largest offset or size a call without large-file support reports
@@ -299,10 +299,8 @@ def sys_getrusage32(k: Kernel, p: Process, who: int, usage: int) -> int:
 
 @syscall32("times", "p")
 def sys_times32(k: Kernel, p: Process, buf: int) -> int:
-    """CPU times are not modelled (a zeroed struct compat_tms); the clock in ticks, as a 32-bit clock_t."""
-    if buf:
-        k.copyout(p, buf, bytes(TMS32_SIZE))
-    return clock_ticks() & 0xFFFF_FFFF
+    """times with a struct compat_tms; the clock in ticks, as a 32-bit clock_t."""
+    return sys_times(k, p, buf, TMS32) & 0xFFFF_FFFF
 
 
 @syscall32("set_robust_list", "pu")

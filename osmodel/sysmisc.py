@@ -26,6 +26,8 @@ SYSINFO = struct.Struct("<qQQQQQQQQQHH4xQQI4x")
 SI_LOAD_SHIFT = 16
 CPUMASK_SIZE = 8          # the kernel's cpumask_size() for a machine of up to 64 CPUs
 USER_HZ = 100             # clock_t ticks per second (times, sysconf(_SC_CLK_TCK))
+NSEC_PER_SEC = 1_000_000_000
+TMS = struct.Struct("<4q")  # struct tms (x86-64): tms_utime, tms_stime, tms_cutime, tms_cstime (clock_t)
 
 
 def find_process(k: Kernel, p: Process, pid: int) -> Process:
@@ -298,11 +300,13 @@ def sys_setfsgid(k: Kernel, p: Process, gid: int) -> int:
 # -- time -----------------------------------------------------------------------------------------
 
 @syscall("times", "p")
-def sys_times(k: Kernel, p: Process, buf: int) -> int:
-    """CPU times are not modelled (struct tms is all zeros, like getrusage's); the result is the clock in
-    ticks of USER_HZ since boot."""
+def sys_times(k: Kernel, p: Process, buf: int, layout: struct.Struct = TMS) -> int:
+    """The CPU times of the process (its thread group) and of its reaped children, as a struct tms
+    (in `layout`) in ticks of USER_HZ; the result is the clock in those ticks since boot."""
     if buf:
-        k.copyout(p, buf, bytes(32))
+        leader = p.leader or p
+        times = (leader.group_utime, leader.group_stime, leader.child_utime, leader.child_stime)
+        k.copyout(p, buf, layout.pack(*(ns // (NSEC_PER_SEC // USER_HZ) for ns in times)))
     return clock_ticks()
 
 

@@ -13,6 +13,8 @@ from osmodel.files import Block, SysError
 from osmodel import sigframe
 from osmodel.signals import SIGCHLD, SIGKILL, SIGSTOP
 from osmodel.syscall import signed32, syscall, syscall32
+from osmodel.systime import (CLOCKFD, CLOCKFD_MASK, CLOCK_THREAD_CPUTIME_ID, CPUCLOCK_PERTHREAD_MASK, HOST_CLOCKS,
+                             NO_TIMERS, cpu_clock, cpu_clock_res, cpu_clock_time, is_cpu_clock, owner)
 
 if TYPE_CHECKING:
     from osmodel.kernel import Kernel
@@ -152,25 +154,41 @@ def sys_getrandom(k: Kernel, p: Process, buf: int, count: int, flags: int) -> in
     return count
 
 
+def host_clock(clock: int) -> int:
+    """A clock id the host's clock_gettime answers for (EINVAL for a dynamic (fd) clock id)."""
+    if clock < 0:
+        raise SysError(errno.EINVAL)
+    return clock
+
+
 @syscall("clock_gettime", "dp")
 def sys_clock_gettime(k: Kernel, p: Process, clock: int, tp: int, timespec: struct.Struct = TIMESPEC) -> int:
-    """The host's clock, written as the ABI's struct timespec."""
-    try:
-        ns = time.clock_gettime_ns(signed32(clock))
-    except OSError:
-        raise SysError(errno.EINVAL) from None
+    """A CPU-time clock of a guest thread or process, or else the host's clock, written as the ABI's
+    struct timespec."""
+    clock = signed32(clock)
+    if is_cpu_clock(clock):
+        ns = cpu_clock_time(k, p, clock)
+    else:
+        try:
+            ns = time.clock_gettime_ns(host_clock(clock))
+        except OSError:
+            raise SysError(errno.EINVAL) from None
     k.copyout(p, tp, timespec.pack(ns // 10**9, ns % 10**9))
     return 0
 
 
 @syscall("clock_getres", "dp")
 def sys_clock_getres(k: Kernel, p: Process, clock: int, tp: int, timespec: struct.Struct = TIMESPEC) -> int:
-    try:
-        res = time.clock_getres(signed32(clock))
-    except OSError:
-        raise SysError(errno.EINVAL) from None
+    """The resolution of a clock (EINVAL for one that does not exist, a CPU clock of nobody too)."""
+    clock = signed32(clock)
+    if is_cpu_clock(clock):
+        ns = cpu_clock_res(k, p, clock)
+    else:
+        try:
+            ns = round(time.clock_getres(host_clock(clock)) * 10**9)
+        except OSError:
+            raise SysError(errno.EINVAL) from None
     if tp:
-        ns = round(res * 10**9)
         k.copyout(p, tp, timespec.pack(ns // 10**9, ns % 10**9))
     return 0
 
@@ -353,14 +371,23 @@ def sys_wait4(k: Kernel, p: Process, pid: int, status: int, options: int, rusage
     if status:
         k.copyout(p, status, struct.pack("<i", child.wait_status()))
     if rusage:
-        k.copyout(p, rusage, pack_rusage(child.fault_counts, child.major_faults, layout))
+        k.copyout(p, rusage, child_rusage(child, layout))
     k.reap(child)
     return child.pid
 
 
-def wait_id(k: Kernel, p: Process, idtype: int, ident: int, infop: int, options: int, compat: bool) -> int:
+def child_rusage(child: Process, layout: struct.Struct) -> bytes:
+    """What wait4 and waitid report of a zombie child: its fault counts, and the CPU times of its
+    thread group and of the children it reaped (Linux's RUSAGE_BOTH)."""
+    return pack_rusage(child.fault_counts, child.major_faults, layout, child.group_utime + child.child_utime,
+                       child.group_stime + child.child_stime)
+
+
+def wait_id(k: Kernel, p: Process, idtype: int, ident: int, infop: int, options: int, compat: bool,
+            rusage: int = 0, layout: struct.Struct = RUSAGE) -> int:
     """waitid: the child's siginfo goes to infop as siginfo_t, or with `compat` as i386's compat_siginfo_t;
-    as on Linux, only si_signo, si_errno, si_code, si_pid, si_uid and si_status are written."""
+    as on Linux, only si_signo, si_errno, si_code, si_pid, si_uid and si_status are written. Its rusage
+    goes to *rusage (in `layout`) when a child was found."""
     if not options & WEXITED or idtype not in (P_ALL, P_PID, P_PGID):
         raise SysError(errno.EINVAL)
     ident = signed32(ident)
@@ -378,6 +405,8 @@ def wait_id(k: Kernel, p: Process, idtype: int, ident: int, infop: int, options:
         info, union = (sigframe.siginfo32(info), 12) if compat else (info, 16)
         k.copyout(p, infop, info[:12])
         k.copyout(p, infop + union, info[union:union + 12])
+    if rusage and child is not None:
+        k.copyout(p, rusage, child_rusage(child, layout))
     if child is not None and not options & WNOWAIT:
         k.reap(child)
     return 0
@@ -385,13 +414,14 @@ def wait_id(k: Kernel, p: Process, idtype: int, ident: int, infop: int, options:
 
 @syscall("waitid", "ddpxp")
 def sys_waitid(k: Kernel, p: Process, idtype: int, ident: int, infop: int, options: int, rusage: int) -> int:
-    return wait_id(k, p, idtype, ident, infop, options, False)
+    return wait_id(k, p, idtype, ident, infop, options, False, rusage)
 
 
 @syscall32("waitid", "ddpxp")
 def sys_waitid32(k: Kernel, p: Process, idtype: int, ident: int, infop: int, options: int, rusage: int) -> int:
-    """waitid with compat_siginfo_t."""
-    return wait_id(k, p, idtype, ident, infop, options, True)
+    """waitid with compat_siginfo_t and struct compat_rusage."""
+    from osmodel.sys32 import RUSAGE32
+    return wait_id(k, p, idtype, ident, infop, options, True, rusage, RUSAGE32)
 
 
 @syscall("kill", "dd")
@@ -525,24 +555,34 @@ def sys_getsid(k: Kernel, p: Process, pid: int) -> int:
     return target.sid
 
 
-def pack_rusage(counts, major: int, layout: struct.Struct = RUSAGE) -> bytes:
-    """A struct rusage carrying our fault counts as minor and major faults (times are not modelled: 0)."""
+RUSAGE_SELF, RUSAGE_CHILDREN, RUSAGE_THREAD = 0, -1, 1
+
+
+def pack_rusage(counts, major: int, layout: struct.Struct = RUSAGE, utime: int = 0, stime: int = 0) -> bytes:
+    """A struct rusage of user and system time (ns, written as timevals) and our fault counts as
+    minor and major faults."""
     minor = sum(counts.values()) - major - counts["segv"] - counts["oom"]
     fields = [0] * 14
     fields[4], fields[5] = minor, major
-    return layout.pack(0, 0, 0, 0, *fields)
+    return layout.pack(utime // 10**9, utime % 10**9 // 1000, stime // 10**9, stime % 10**9 // 1000, *fields)
 
 
 @syscall("getrusage", "dp")
 def sys_getrusage(k: Kernel, p: Process, who: int, usage: int, layout: struct.Struct = RUSAGE) -> int:
+    """Resource usage of the process (its whole thread group's CPU time), of the calling thread, or
+    of the children it has reaped."""
     who = signed32(who)
-    if who == 0 or who == 1:
-        counts, major = p.fault_counts, p.major_faults
-    elif who == -1:
+    leader = owner(p)
+    if who == RUSAGE_SELF:
+        counts, major, utime, stime = p.fault_counts, p.major_faults, leader.group_utime, leader.group_stime
+    elif who == RUSAGE_THREAD:
+        counts, major, utime, stime = p.fault_counts, p.major_faults, p.utime, p.stime
+    elif who == RUSAGE_CHILDREN:
         counts, major = p.child_fault_counts, p.child_major_faults
+        utime, stime = leader.child_utime, leader.child_stime
     else:
         raise SysError(errno.EINVAL)
-    k.copyout(p, usage, pack_rusage(counts, major, layout))
+    k.copyout(p, usage, pack_rusage(counts, major, layout, utime, stime))
     return 0
 
 
@@ -561,15 +601,39 @@ def sys_nanosleep(k: Kernel, p: Process, req: int, rem: int, timespec: struct.St
     return 0
 
 
+def sleep_clock(clock: int) -> int:
+    """A clock clock_nanosleep can sleep on: EOPNOTSUPP for those without sleeps (CLOCK_THREAD_CPUTIME_ID,
+    the raw and coarse clocks, dynamic (fd) clocks), EINVAL for an unknown one."""
+    if clock == CLOCK_THREAD_CPUTIME_ID or clock in NO_TIMERS or (clock < 0 and clock & CLOCKFD_MASK == CLOCKFD):
+        raise SysError(errno.EOPNOTSUPP)
+    if not is_cpu_clock(clock) and clock not in HOST_CLOCKS:
+        raise SysError(errno.EINVAL)
+    return clock
+
+
+def cpu_nanosleep(k: Kernel, p: Process, clock: int) -> None:
+    """A sleep on a CPU clock: EINVAL for the caller's own thread clock, as Linux, and for a clock of
+    nobody; sleeping until a process's or another thread's CPU time reaches a value is not modelled:
+    EINVAL too."""
+    if clock & CPUCLOCK_PERTHREAD_MASK and ~(clock >> 3) in (0, p.pid):
+        raise SysError(errno.EINVAL)
+    cpu_clock(k, p, clock)
+    raise SysError(errno.EINVAL)
+
+
 @syscall("clock_nanosleep", "dxpp")
 def sys_clock_nanosleep(k: Kernel, p: Process, clock: int, flags: int, req: int, rem: int,
                         timespec: struct.Struct = TIMESPEC) -> int:
+    """Sleep for a time, or until a time (TIMER_ABSTIME), of a clock."""
+    clock = sleep_clock(signed32(clock))
     sec, nsec = timespec.unpack(k.copyin(p, req, timespec.size))
     if sec < 0 or not 0 <= nsec < 10**9:
         raise SysError(errno.EINVAL)
+    if is_cpu_clock(clock):
+        cpu_nanosleep(k, p, clock)
     delay = sec + nsec / 1e9
     if flags & 1 and not p.wake_at:            # TIMER_ABSTIME
-        delay -= time.clock_gettime(signed32(clock))
+        delay -= time.clock_gettime(HOST_CLOCKS[clock])
     k.timed_sleep(p, delay)
     return 0
 

@@ -12,7 +12,14 @@ execve keeps alarm and the interval timers and deletes the POSIX timers; exit de
 timerfd is a file: inherited and closed like one, and disarmed when its last descriptor goes.
 Clock times are taken from the host's clocks; an absolute time on CLOCK_REALTIME is converted to a
 monotonic due time when the timer is set (a later change of the host's clock does not move it).
-ITIMER_VIRTUAL, ITIMER_PROF and the CPU-time clocks are not modelled: EINVAL.
+
+CPU-time clocks count the kernel's accounting of each thread (Kernel.account: user time is host time
+spent emulating it, system time host time in its system calls and page faults): CLOCK_PROCESS_CPUTIME_ID,
+CLOCK_THREAD_CPUTIME_ID and the clock ids of clock_getcpuclockid/pthread_getcpuclockid (Linux's
+encoding: ~pid << 3, CPUCLOCK_PERTHREAD_MASK for a thread's, and PROF, VIRT or SCHED). Timers on them (ITIMER_VIRTUAL,
+ITIMER_PROF, POSIX timers) are CpuCountdowns kept on the Process whose clock they count: the kernel
+checks them when it charges time (at each system call's end and each run's end) and bounds a run of the
+process so that it stops no later than the nearest one is due. timerfds on CPU clocks are EINVAL, as Linux.
 """
 
 from __future__ import annotations
@@ -44,6 +51,16 @@ ALARM_CLOCKS = (CLOCK_REALTIME_ALARM, CLOCK_BOOTTIME_ALARM)    # need CAP_WAKE_A
 NO_TIMERS = (CLOCK_MONOTONIC_RAW, CLOCK_REALTIME_COARSE, CLOCK_MONOTONIC_COARSE)   # clocks without timer_create
 
 ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF = 0, 1, 2
+SIGVTALRM, SIGPROF = 26, 27
+CPUCLOCK_PROF, CPUCLOCK_VIRT, CPUCLOCK_SCHED = 0, 1, 2   # what a CPU clock counts: user+system, user, user+system
+CPUCLOCK_CLOCK_MASK = 3
+CPUCLOCK_PERTHREAD_MASK = 4
+CPUCLOCK_MAX = 3
+CLOCKFD = CPUCLOCK_MAX                      # a negative id ending in 3 names a dynamic (fd) clock instead
+CLOCKFD_MASK = CPUCLOCK_PERTHREAD_MASK | CPUCLOCK_CLOCK_MASK
+CPU_CLOCKS = (CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID)
+TICK_NSEC = round(time.clock_getres(CLOCK_REALTIME_COARSE) * NSEC_PER_SEC)   # the host kernel's tick (1/HZ)
+ITIMER_CLOCKS = {ITIMER_VIRTUAL: (CPUCLOCK_VIRT, SIGVTALRM), ITIMER_PROF: (CPUCLOCK_PROF, SIGPROF)}
 TIMER_ABSTIME = 1
 SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD, SIGEV_THREAD_ID = 0, 1, 2, 4
 SIGRTMAX = 64
@@ -106,18 +123,69 @@ class Countdown:
         """Nanoseconds until it expires (0 or less when due but not fired yet); 0 when disarmed."""
         return self.due - now if self.due else 0
 
-    def fire(self, _now: float) -> None:
-        """The kernel's timer queue reached it: re-arm a periodic one past now, then expire."""
-        now = max(time.monotonic_ns(), self.due)
+    def now(self) -> int:
+        """The time its `due` is counted in: time.monotonic_ns()."""
+        return time.monotonic_ns()
+
+    def deadline(self, clock: int, value: int, absolute: bool) -> int:
+        """Its due time for a timer value on `clock` (see due_time)."""
+        return due_time(clock, value, absolute)
+
+    def advance(self, now: int) -> int:
+        """It is due at `now`: move `due` to the first period after now (0 for a one-shot timer), as
+        Linux's hrtimer_forward; how many periods have passed."""
         count = 1
         if self.interval:
             missed = (now - self.due) // self.interval
             count += missed
             self.due += (missed + 1) * self.interval
-            self.queued = self.k.add_timer(self.due / NSEC_PER_SEC, self.fire)
         else:
             self.due = 0
-            self.queued = None
+        return count
+
+    def fire(self, _now: float) -> None:
+        """The kernel's timer queue reached it: re-arm a periodic one past now, then expire."""
+        count = self.advance(max(time.monotonic_ns(), self.due))
+        self.queued = self.k.add_timer(self.due / NSEC_PER_SEC, self.fire) if self.due else None
+        self.expire(count)
+
+
+class CpuCountdown(Countdown):
+    """A Countdown on a CPU clock (the user or user+system time of a thread or a thread group): `due`
+    and `interval` in nanoseconds of that clock. Armed, it is on the `cpu_timers` of the Process whose
+    clock it counts; the kernel fires it from its accounting points (expire_cpu_timers)."""
+
+    def __init__(self, k: Kernel, expire: Callable[[int], None], clock: tuple[Process, bool, int]):
+        super().__init__(k, expire)
+        self.target, self.thread, self.which = clock
+
+    def now(self) -> int:
+        return cpu_sample(self.target, self.thread, self.which)
+
+    def deadline(self, clock: int, value: int, absolute: bool) -> int:
+        if not value:
+            return 0
+        return max(value if absolute else self.now() + value, 1)
+
+    def set(self, due: int, interval: int) -> None:
+        """Arm it (on its clock's Process) or disarm it; a run under way is re-planned with its bound."""
+        self.cancel()
+        self.interval = interval
+        self.due = due
+        if due:
+            self.target.cpu_timers.append(self)
+            self.k.cpu.stop()
+
+    def cancel(self) -> None:
+        if self.due and self in self.target.cpu_timers:
+            self.target.cpu_timers.remove(self)
+        self.due = 0
+
+    def fire(self, _now: float = 0.0) -> None:
+        """Its clock reached `due`: re-arm a periodic one past the clock's time, then expire."""
+        count = self.advance(self.now())
+        if not self.due and self in self.target.cpu_timers:
+            self.target.cpu_timers.remove(self)
         self.expire(count)
 
 
@@ -130,6 +198,87 @@ def due_time(clock: int, value: int, absolute: bool) -> int:
     if absolute:
         value -= time.clock_gettime_ns(HOST_CLOCKS[clock])
     return max(now + value, 1)
+
+
+def cpu_sample(target: Process, thread: bool, which: int) -> int:
+    """The time of a CPU clock in ns: a thread's own (thread) or its group's (target is the leader),
+    user time for CPUCLOCK_VIRT, user + system time otherwise."""
+    if thread:
+        user, system = target.utime, target.stime
+    else:
+        user, system = target.group_utime, target.group_stime
+    return user if which == CPUCLOCK_VIRT else user + system
+
+
+def is_cpu_clock(clock: int) -> bool:
+    """Whether a clock id names a CPU-time clock (CLOCK_*_CPUTIME_ID or an encoded pid/tid clock)."""
+    return clock in CPU_CLOCKS or (clock < 0 and clock & CLOCKFD_MASK != CLOCKFD)
+
+
+def cpu_clock(k: Kernel, p: Process, clock: int, gettime: bool = False) -> tuple[Process, bool, int]:
+    """The CPU clock a clock id names for p: (the thread, or the group leader, whose time it counts,
+    whether per thread, PROF/VIRT/SCHED), as Linux's pid_for_clock; EINVAL if it names none (pid 0:
+    the caller; a thread clock only of the caller's group; a process clock of a group's leader, or,
+    for clock_gettime, of the caller itself)."""
+    if clock == CLOCK_PROCESS_CPUTIME_ID:
+        return owner(p), False, CPUCLOCK_SCHED
+    if clock == CLOCK_THREAD_CPUTIME_ID:
+        return p, True, CPUCLOCK_SCHED
+    which = clock & CPUCLOCK_CLOCK_MASK
+    thread = bool(clock & CPUCLOCK_PERTHREAD_MASK)
+    pid = ~(clock >> 3)
+    if clock >= 0 or which >= CPUCLOCK_MAX:
+        raise SysError(errno.EINVAL)
+    if pid == 0:
+        return (p if thread else owner(p)), thread, which
+    target = k.processes.get(pid)
+    if target is None:
+        raise SysError(errno.EINVAL)
+    if thread:
+        if target.tgid != p.tgid:
+            raise SysError(errno.EINVAL)
+        return target, True, which
+    if gettime and target is p:
+        return owner(p), False, which
+    if target.leader is not None:
+        raise SysError(errno.EINVAL)
+    return target, False, which
+
+
+def cpu_clock_time(k: Kernel, p: Process, clock: int) -> int:
+    """clock_gettime of a CPU clock, in ns."""
+    return cpu_sample(*cpu_clock(k, p, clock, gettime=True))
+
+
+def cpu_clock_res(k: Kernel, p: Process, clock: int) -> int:
+    """clock_getres of a CPU clock, in ns: 1 for the scheduler's clock (CPUCLOCK_SCHED: what
+    CLOCK_*_CPUTIME_ID are), a tick for the user and user+system ones, as Linux."""
+    _, _, which = cpu_clock(k, p, clock)
+    return 1 if which == CPUCLOCK_SCHED else TICK_NSEC
+
+
+def timers_on(p: Process) -> list:
+    """The armed CPU-clock timers that count while p runs: on its own clock, and on its group's."""
+    leader = p.leader
+    if leader is None:
+        return p.cpu_timers
+    return p.cpu_timers + [t for t in leader.cpu_timers if not t.thread]
+
+
+def expire_cpu_timers(k: Kernel, p: Process) -> None:
+    """p was just charged CPU time: fire the timers on its clocks that are due."""
+    for timer in timers_on(p):
+        if timer.due and timer.now() >= timer.due:
+            timer.fire()
+
+
+def cpu_timer_left(p: Process) -> int:
+    """CPU nanoseconds (at least 1) until the first timer on p's clocks is due; 0 if none is armed. A
+    CPU clock advances no faster than the host's clock, so a run this long cannot overshoot it."""
+    timers = timers_on(p)
+    if not timers:
+        return 0
+    return max(1, min(t.due - t.now() for t in timers))
 
 
 def timer_clock(clock: int, posix: bool) -> int:
@@ -177,21 +326,52 @@ def alarm_expired(k: Kernel, leader: Process) -> None:
     k.signal(leader, SIGALRM, info=struct.pack("<iii", SIGALRM, 0, SI_KERNEL).ljust(SIGINFO_SIZE, b"\0"))
 
 
+def cpu_itimer(k: Kernel, p: Process, which: int) -> CpuCountdown:
+    """The thread group's ITIMER_VIRTUAL (its user time; SIGVTALRM) or ITIMER_PROF (user + system
+    time; SIGPROF), created disarmed on first use."""
+    leader = owner(p)
+    timer = leader.itimers.get(which)
+    if timer is None:
+        kind, sig = ITIMER_CLOCKS[which]
+        timer = leader.itimers[which] = CpuCountdown(k, lambda count: itimer_expired(k, leader, sig),
+                                                     (leader, False, kind))
+    return timer
+
+
+def itimer_expired(k: Kernel, leader: Process, sig: int) -> None:
+    """An interval timer expired: its signal to the process, from the kernel (si_code SI_KERNEL)."""
+    k.signal(leader, sig, info=struct.pack("<iii", sig, 0, SI_KERNEL).ljust(SIGINFO_SIZE, b"\0"))
+
+
+def interval_timer(k: Kernel, p: Process, which: int) -> Countdown:
+    """An interval timer by ITIMER_* (EINVAL for another value)."""
+    if which == ITIMER_REAL:
+        return real_timer(k, p)
+    if which in ITIMER_CLOCKS:
+        return cpu_itimer(k, p, which)
+    raise SysError(errno.EINVAL)
+
+
 def get_itimer(k: Kernel, p: Process, which: int) -> tuple[int, int]:
-    """(interval, value left) in ns of an interval timer; an expired one not yet fired shows 1 us."""
-    if which != ITIMER_REAL:
-        raise SysError(errno.EINVAL)          # ITIMER_VIRTUAL and ITIMER_PROF: no per-process CPU time
-    timer = real_timer(k, p)
+    """(interval, value left) in ns of an interval timer; an expired one not yet fired shows 1 us
+    (ITIMER_REAL) or a tick (the CPU-time ones), as Linux."""
+    timer = interval_timer(k, p, which)
     if not timer.due:
         return timer.interval, 0
-    return timer.interval, max(timer.left(time.monotonic_ns()), NSEC_PER_USEC)
+    left = timer.left(timer.now())
+    if which == ITIMER_REAL:
+        return timer.interval, max(left, NSEC_PER_USEC)
+    return timer.interval, left if left > 0 else TICK_NSEC
 
 
 def set_itimer(k: Kernel, p: Process, which: int, interval: int, value: int) -> tuple[int, int]:
     """Arm (or with value 0 disarm) an interval timer `value` ns from now, reloading with `interval`;
-    its setting before, as get_itimer."""
+    its setting before, as get_itimer. A CPU-time one is set a tick later, as Linux's set_cpu_itimer."""
     old = get_itimer(k, p, which)
-    real_timer(k, p).set(due_time(CLOCK_MONOTONIC, value, False), interval)
+    timer = interval_timer(k, p, which)
+    if which != ITIMER_REAL and value:
+        value += TICK_NSEC
+    timer.set(timer.deadline(CLOCK_MONOTONIC, value, False), interval)
     return old
 
 
@@ -240,7 +420,8 @@ class PosixTimer:
     """A timer_create timer: its clock, what its expiry does (a signal with si_value to the process or
     one of its threads, or nothing), and the overruns of its pending signal."""
 
-    def __init__(self, k: Kernel, tid: int, clock: int, notify: int, signo: int, value: int, target: Process):
+    def __init__(self, k: Kernel, tid: int, clock: int, notify: int, signo: int, value: int, target: Process,
+                 cpu: tuple[Process, bool, int] | None = None):
         self.k = k
         self.tid = tid
         self.clock = clock
@@ -250,7 +431,7 @@ class PosixTimer:
         self.target = target
         self.overrun = 0                      # periods missed since its signal was queued
         self.overrun_last = 0                 # the overrun its last delivered signal carried
-        self.countdown = Countdown(k, self.expire)
+        self.countdown = CpuCountdown(k, self.expire, cpu) if cpu else Countdown(k, self.expire)
 
     def info(self) -> bytes:
         """The siginfo of its signal: SI_TIMER with the timer id, the overrun and the sigevent's value."""
@@ -286,7 +467,7 @@ class PosixTimer:
         cd = self.countdown
         if not cd.due:
             return cd.interval, 0
-        left = cd.left(time.monotonic_ns())
+        left = cd.left(cd.now())
         return cd.interval, left if left > 0 else (0 if self.notify == SIGEV_NONE else 1)
 
 
@@ -321,14 +502,21 @@ def posix_timer(p: Process, tid: int) -> PosixTimer:
 @syscall("timer_create", "dpp")
 @syscall32("timer_create", "dpp")
 def sys_timer_create(k: Kernel, p: Process, clock: int, sevp: int, timerid: int) -> int:
-    """Create a disarmed POSIX timer on `clock`; its id (the process's next, from 0) to *timerid."""
+    """Create a disarmed POSIX timer on `clock` (a CPU-time clock too); its id (the process's next,
+    from 0) to *timerid. EOPNOTSUPP for a dynamic (fd) clock, which has no timers."""
     leader = owner(p)
     tid = leader.next_timer_id
-    clock = timer_clock(signed32(clock), posix=True)
+    clock, cpu = signed32(clock), None
+    if clock < 0 and clock & CLOCKFD_MASK == CLOCKFD:
+        raise SysError(errno.EOPNOTSUPP)
+    if is_cpu_clock(clock):
+        cpu = cpu_clock(k, p, clock)
+    else:
+        clock = timer_clock(clock, posix=True)
     notify, signo, value, target = read_sigevent(k, p, sevp, tid)
     k.copyout(p, timerid, struct.pack("<i", tid))
     leader.next_timer_id = (tid + 1) & INT_MAX
-    leader.posix_timers[tid] = PosixTimer(k, tid, clock, notify, signo, value, target)
+    leader.posix_timers[tid] = PosixTimer(k, tid, clock, notify, signo, value, target, cpu)
     return 0
 
 
@@ -343,7 +531,7 @@ def sys_timer_settime(k: Kernel, p: Process, tid: int, flags: int, new: int, old
     interval, value = timespecs(layout, k.copyin(p, new, layout.size), 1)
     timer = posix_timer(p, tid)
     before = timer.get()
-    timer.countdown.set(due_time(timer.clock, value, bool(flags & TIMER_ABSTIME)), interval)
+    timer.countdown.set(timer.countdown.deadline(timer.clock, value, bool(flags & TIMER_ABSTIME)), interval)
     timer.overrun = timer.overrun_last = 0
     if old:
         k.copyout(p, old, pack_times(layout, *before, 1))
