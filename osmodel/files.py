@@ -14,7 +14,7 @@ import select
 import stat as statmod
 import struct
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Callable, ClassVar, TypeVar
 
 O_ACCMODE = 0o3
 O_CLOEXEC = 0o2000000
@@ -269,6 +269,9 @@ class FdTable:
     """A process's descriptors: fd -> (File, close-on-exec). Threads share one table (`users`)."""
     slots: dict[int, tuple[File, bool]] = field(default_factory=dict)
     users: int = 1
+    # Called as hook(table, file) after each close of a descriptor, before the file's release when that was
+    # its last (file.refs == 0): the file locks (osmodel.syslock) go then.
+    close_hooks: ClassVar[list[Callable[[FdTable, File], None]]] = []
 
     def get(self, fd: int) -> File:
         """The File behind fd, or EBADF."""
@@ -308,6 +311,8 @@ class FdTable:
         except KeyError:
             raise SysError(errno.EBADF) from None
         file.refs -= 1
+        for hook in self.close_hooks:
+            hook(self, file)
         if file.refs == 0:
             file.release()
 

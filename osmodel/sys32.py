@@ -26,9 +26,9 @@ from unicorn import x86_const as x86
 
 from osmodel.files import HostFile, SysError
 from osmodel.syscall import AT_FDCWD, TABLE, TABLE_32, Syscall, signed, signed32, syscall32, widen32
-from osmodel.sysfile import (AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, LIBC, MAX_IO, dirents64, gather, host_path, iovecs,
-                             read_vectors, stat_path, sys_open, sys_openat, sys_pread64,
-                             sys_pwrite64, write_file)
+from osmodel.sysfile import (AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, LIBC, current_or, dirents64, gather, host_path,
+                             iovecs, preadv_file, pwritev_file, read_vectors, stat_path, sys_open, sys_openat,
+                             sys_pread64, sys_pwrite64, write_file)
 from osmodel.sysfs import (AT_NO_AUTOMOUNT, O_PATH, STATFS, statfs_fd, statfs_path, sys_creat, sys_fadvise64,
                            sys_fallocate, sys_ftruncate, sys_futimesat, sys_readahead, sys_sendfile, sys_truncate,
                            sys_utime, sys_utimensat, sys_utimes, writeback_file)
@@ -116,7 +116,7 @@ def offset64(low: int, high: int) -> int:
 # i386 name -> the x86-64 handler that serves it unchanged (same meaning, same structure layouts).
 SHARED = {name: name for name in (
     "access", "alarm", "brk", "chdir", "chmod", "close", "close_range", "copy_file_range", "dup", "dup2", "dup3",
-    "execve", "exit", "exit_group", "faccessat", "faccessat2", "fchdir", "fchmod", "fchmodat", "fchownat", "fcntl",
+    "execve", "exit", "exit_group", "faccessat", "faccessat2", "fchdir", "fchmod", "fchmodat", "fchownat",
     "fdatasync", "fgetxattr", "flistxattr", "fork", "fremovexattr", "fsetxattr", "fsync", "ftruncate", "getcpu",
     "getcwd", "getpgid", "getpgrp", "getpid", "getppid", "getpriority", "getrandom", "getsid", "gettid",
     "getxattr", "ioctl", "kill", "lgetxattr", "link", "linkat", "listxattr", "llistxattr", "lremovexattr",
@@ -135,9 +135,7 @@ SHARED.update({
     "setreuid32": "setreuid", "setregid32": "setregid", "setresuid32": "setresuid", "setresgid32": "setresgid",
     "getresuid32": "getresuid", "getresgid32": "getresgid", "getgroups32": "getgroups", "setgroups32": "setgroups",
     "setfsuid32": "setfsuid", "setfsgid32": "setfsgid",
-    # fcntl64 is fcntl with 64-bit file locks, whose struct flock64 x86-64 shares; fcntl has no locks yet
-    # (EINVAL on both ABIs), so the commands it has mean the same.
-    "fcntl64": "fcntl",
+    # (fcntl and fcntl64, whose file locks have 32-bit layouts, are registered in osmodel.syslock.)
     # sendfile64's offset is a loff_t, as x86-64 sendfile's.
     "sendfile64": "sendfile",
     # The 64-bit-time calls take the x86-64 structures (glibc and musl try them first).
@@ -914,40 +912,26 @@ def sys_writev32(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int) -> int:
     return write_file(k, f, data) if data else 0
 
 
-def positioned_file(p: Process, fd: int, offset: int):
-    """The file preadv/pwritev act on: EINVAL for a negative offset, then EBADF, ESPIPE for a pipe."""
-    if offset < 0:
-        raise SysError(errno.EINVAL)
-    f = p.files.get(signed32(fd))
-    if not isinstance(f, HostFile):
-        raise SysError(errno.ESPIPE)
-    return f
-
-
 @syscall32("preadv", "dpdxx")
 def sys_preadv(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int, low: int, high: int) -> int:
     """readv at an offset, leaving the file position alone."""
-    offset = signed(offset64(low, high))
-    f = positioned_file(p, fd, offset)
-    total = 0
-    for base, length in iovecs32(k, p, iov, iovcnt):
-        if not length:
-            continue
-        data = f.pread(min(length, MAX_IO), offset + total)
-        k.copyout(p, base, data)
-        total += len(data)
-        if len(data) < length:
-            break
-    return total
+    return preadv_file(k, p, fd, iov, iovcnt, signed(offset64(low, high)), 0, iovecs32)
 
 
 @syscall32("pwritev", "dpdxx")
 def sys_pwritev(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int, low: int, high: int) -> int:
     """writev at an offset, leaving the file position alone."""
-    offset = signed(offset64(low, high))
-    f = positioned_file(p, fd, offset)
-    data = gather(k, p, iovecs32(k, p, iov, iovcnt))
-    return write_file(k, f, data, offset) if data else 0
+    return pwritev_file(k, p, fd, iov, iovcnt, signed(offset64(low, high)), 0, iovecs32)
+
+
+@syscall32("preadv2", "dpdxxx")
+def sys_preadv2_32(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int, low: int, high: int, flags: int) -> int:
+    return preadv_file(k, p, fd, iov, iovcnt, current_or(signed(offset64(low, high))), flags, iovecs32)
+
+
+@syscall32("pwritev2", "dpdxxx")
+def sys_pwritev2_32(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int, low: int, high: int, flags: int) -> int:
+    return pwritev_file(k, p, fd, iov, iovcnt, current_or(signed(offset64(low, high))), flags, iovecs32)
 
 
 # Directory positions. Linux gives a 32-bit process 31-bit hash positions in a directory (ext4's

@@ -8,11 +8,12 @@ import fcntl
 import os
 import struct
 import termios
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
-from osmodel.files import (FD_CLOEXEC, host_umask_zero, MAX_FDS, O_CLOEXEC, File, HostFile, Pipe,
-                           PipeEnd, SysError, pack_stat)
+from osmodel.files import (FD_CLOEXEC, host_umask_zero, MAX_FDS, O_ACCMODE, O_CLOEXEC, Block, File, HostFile,
+                           Pipe, PipeEnd, SysError, pack_stat)
 from osmodel import procfs
+from osmodel.syslock import LOCK_COMMANDS, fcntl_lock
 from osmodel.syscall import AT_FDCWD, signed, signed32, syscall
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ TIOCGWINSZ = 0x5413
 FIONREAD = 0x541B
 FIONBIO = 0x5421
 IOV = struct.Struct("<QQ")           # struct iovec (x86-64): iov_base, iov_len
+RWF_HIPRI, RWF_DSYNC, RWF_SYNC, RWF_NOWAIT, RWF_APPEND, RWF_NOAPPEND = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
+RWF_SUPPORTED = 0x3F                 # the preadv2/pwritev2 flags a guest file (a pipe, a socket) takes
 TIMESPEC = struct.Struct("<qq")      # struct timespec (x86-64)
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
@@ -78,18 +81,22 @@ def sys_read(k: Kernel, p: Process, fd: int, buf: int, count: int) -> int:
     return len(data)
 
 
-def write_file(k: Kernel, f, data: bytes, offset: int | None = None) -> int:
-    """Write to an open file (at offset for pwrite); the page cache's copy of a regular file follows."""
-    cached = isinstance(f, HostFile) and k.cache.files and f.key() in k.cache.files
-    if offset is None:
-        at = f.lseek(0, os.SEEK_CUR) if cached else 0
-        n = f.write(data)
+def write_file(k: Kernel, f, data: bytes, offset: int | None = None, flags: int = 0) -> int:
+    """Write to an open file (at offset for pwrite; with pwritev2's RWF_* flags, which a host file's host
+    call takes); the page cache's copy of a regular file follows."""
+    host = isinstance(f, HostFile)
+    cached = host and k.cache.files and f.key() in k.cache.files
+    at = offset if offset is not None else f.lseek(0, os.SEEK_CUR) if cached else 0
+    if host and flags:
+        n = os.pwritev(f.hostfd, [data], -1 if offset is None else offset, flags)
+    elif host and offset is not None:
+        n = os.pwrite(f.hostfd, data, offset)
     else:
-        at = offset
-        n = os.pwrite(f.hostfd, data, offset) if isinstance(f, HostFile) else f.write(data)
+        n = f.write(data)
     if cached and n > 0:
-        if f.flags & os.O_APPEND and offset is None:
-            at = f.lseek(0, os.SEEK_CUR) - n
+        if flags & RWF_APPEND or (f.flags & os.O_APPEND and not flags & RWF_NOAPPEND):
+            # Linux appends even at an offset (pwrite's documented bug with O_APPEND)
+            at = (f.lseek(0, os.SEEK_CUR) if offset is None else f.stat().st_size) - n
         k.cache.file_written(f.key(), at, data[:n])
     return n
 
@@ -132,7 +139,11 @@ def read_vectors(k: Kernel, p: Process, f, vectors: list[tuple[int, int]]) -> in
     total = min(sum(length for _, length in vectors), MAX_IO)
     if not total:
         return 0
-    data = f.read(total)
+    return scatter(k, p, vectors, f.read(total))
+
+
+def scatter(k: Kernel, p: Process, vectors: list[tuple[int, int]], data: bytes) -> int:
+    """Copy data out over the buffers in turn; its length."""
     at = 0
     for base, length in vectors:
         if at >= len(data):
@@ -145,6 +156,92 @@ def read_vectors(k: Kernel, p: Process, f, vectors: list[tuple[int, int]]) -> in
 def gather(k: Kernel, p: Process, vectors: list[tuple[int, int]]) -> bytes:
     """writev's data: the buffers' bytes, concatenated."""
     return b"".join(k.copyin(p, base, min(length, MAX_IO)) for base, length in vectors)
+
+
+def positioned_file(p: Process, fd: int, offset: int | None, mode: int) -> File:
+    """The file preadv/pwritev and their *2 variants act on (offset None: the file position, as readv and
+    writev), in Linux's order: EINVAL for a negative offset, EBADF for a descriptor not open or not open
+    for `mode` (O_RDONLY: reading, O_WRONLY: writing), ESPIPE for a pipe or socket at an offset."""
+    if offset is not None and offset < 0:
+        raise SysError(errno.EINVAL)
+    f = p.files.get(signed32(fd))
+    if offset is not None and not isinstance(f, HostFile):
+        raise SysError(errno.ESPIPE)
+    if f.flags & O_ACCMODE == (os.O_WRONLY if mode == os.O_RDONLY else os.O_RDONLY):
+        raise SysError(errno.EBADF)
+    return f
+
+
+def current_or(offset: int) -> int | None:
+    """preadv2's and pwritev2's offset: -1 means the file position (None)."""
+    return None if offset == -1 else offset
+
+
+def guest_flags(f: File, flags: int, io: Callable[[], int]) -> int:
+    """Run io() on a guest file (a pipe, a socket) under preadv2/pwritev2 flags: EOPNOTSUPP for unknown
+    ones, EAGAIN instead of waiting with RWF_NOWAIT (the rest are hints)."""
+    if flags & ~RWF_SUPPORTED:
+        raise SysError(errno.EOPNOTSUPP)
+    try:
+        return io()
+    except Block:
+        if flags & RWF_NOWAIT:
+            raise SysError(errno.EAGAIN) from None
+        raise
+
+
+def preadv_file(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int, offset: int | None, flags: int = 0,
+                load: Callable[..., list[tuple[int, int]]] = iovecs) -> int:
+    """preadv, preadv2: read into the buffers of the iovec array (read with `load`: the ABI's layout) in
+    turn, at offset (None: the file position, as readv), with RWF_* flags; the bytes read."""
+    f = positioned_file(p, fd, offset, os.O_RDONLY)
+    vectors = load(k, p, iov, iovcnt)
+    if not isinstance(f, HostFile):
+        return guest_flags(f, flags, lambda: read_vectors(k, p, f, vectors))
+    if offset is None and not flags:
+        return read_vectors(k, p, f, vectors)
+    left, buffers = MAX_IO, []
+    for _, length in vectors:
+        buffers.append(bytearray(min(length, left)))
+        left -= len(buffers[-1])
+    if left == MAX_IO:
+        return 0
+    n = os.preadv(f.hostfd, [b for b in buffers if b], -1 if offset is None else offset, flags)
+    return scatter(k, p, vectors, b"".join(buffers)[:n])
+
+
+def pwritev_file(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int, offset: int | None, flags: int = 0,
+                 load: Callable[..., list[tuple[int, int]]] = iovecs) -> int:
+    """pwritev, pwritev2: write the buffers of the iovec array (read with `load`) at offset (None: the
+    file position, as writev), with RWF_* flags; the bytes written."""
+    f = positioned_file(p, fd, offset, os.O_WRONLY)
+    data = gather(k, p, load(k, p, iov, iovcnt))
+    if not data:
+        return 0
+    if not isinstance(f, HostFile):
+        return guest_flags(f, flags, lambda: write_file(k, f, data))
+    return write_file(k, f, data, offset, flags)
+
+
+@syscall("preadv", "dpuu")
+def sys_preadv(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int, offset: int) -> int:
+    return preadv_file(k, p, fd, iov, iovcnt, signed(offset))
+
+
+@syscall("pwritev", "dpuu")
+def sys_pwritev(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int, offset: int) -> int:
+    return pwritev_file(k, p, fd, iov, iovcnt, signed(offset))
+
+
+# (x86-64's preadv2 and pwritev2 take the offset whole in pos_l; pos_h is for 32-bit ABIs.)
+@syscall("preadv2", "dpuuux")
+def sys_preadv2(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int, offset: int, _high: int, flags: int) -> int:
+    return preadv_file(k, p, fd, iov, iovcnt, current_or(signed(offset)), flags & 0xFFFF_FFFF)
+
+
+@syscall("pwritev2", "dpuuux")
+def sys_pwritev2(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int, offset: int, _high: int, flags: int) -> int:
+    return pwritev_file(k, p, fd, iov, iovcnt, current_or(signed(offset)), flags & 0xFFFF_FFFF)
 
 
 @syscall("readv", "dpd")
@@ -413,6 +510,8 @@ def sys_fcntl(k: Kernel, p: Process, fd: int, cmd: int, arg: int) -> int:
             host = fcntl.fcntl(file.hostfd, fcntl.F_GETFL)
             fcntl.fcntl(file.hostfd, fcntl.F_SETFL, (host & ~SETFL_MASK) | (arg & SETFL_MASK))
         return 0
+    if cmd in LOCK_COMMANDS:
+        return fcntl_lock(k, p, file, cmd, arg)
     raise SysError(errno.EINVAL)
 
 
