@@ -9,6 +9,7 @@ or inode numbers.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -550,17 +551,24 @@ def test_poll_sleeps_on_a_socket(programs):
     same_as_native([programs["poll"]])
 
 
-@pytest.mark.skipif(not USING_RUN_ELF, reason="socket() is refused by run-elf only")
-def test_socket_is_refused(tmp_path):
+@pytest.mark.skipif(not USING_RUN_ELF, reason="network sockets are refused by run-elf only")
+def test_network_sockets_are_refused(tmp_path):
     paths = compile_static({"socket": COMMON + r"""
+        #include <linux/netlink.h>
         int main(void) {
-            SHOW("socket AF_UNIX", socket(AF_UNIX, SOCK_STREAM, 0));
             SHOW("socket AF_INET", socket(AF_INET, SOCK_DGRAM, 0));
+            SHOW("socket AF_INET6", socket(AF_INET6, SOCK_STREAM, 0));
+            SHOW("socket AF_NETLINK", socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE));
+            SHOW("socket AF_PACKET", socket(AF_PACKET, SOCK_DGRAM, 0));
+            SHOW("socket family 99", socket(99, SOCK_STREAM, 0));
+            SHOW("socket AF_UNIX", socket(AF_UNIX, SOCK_STREAM, 0) >= 0);
             return 0;
         }
         """}, tmp_path)
     out, status = run_elf([paths["socket"]])
-    assert (out, status) == (b"socket AF_UNIX: -1 EACCES\nsocket AF_INET: -1 EACCES\n", 0)
+    assert (out, status) == (b"socket AF_INET: -1 EACCES\nsocket AF_INET6: -1 EACCES\n"
+                             b"socket AF_NETLINK: -1 EACCES\nsocket AF_PACKET: -1 EACCES\n"
+                             b"socket family 99: -1 EAFNOSUPPORT\nsocket AF_UNIX: 1\n", 0)
 
 
 PYTHON = "/usr/bin/python3"
@@ -570,3 +578,555 @@ PYTHON = "/usr/bin/python3"
 def test_python_socketpair():
     same_as_native([PYTHON, "-c", "import socket; a, b = socket.socketpair(); a.send(b'x'); print(b.recv(1))"],
                    timeout=300)
+
+
+# -- named sockets: socket(), bind, listen, accept, connect -----------------------------------------
+
+NAMED_COMMON = COMMON + r"""
+#include <ctype.h>
+#include <stddef.h>
+#include <sys/epoll.h>
+
+#define ADDR(a) ((struct sockaddr *)&(a))
+
+/* A struct sockaddr_un for a path; *len is the length Linux reports for it. */
+static struct sockaddr_un path_addr(const char *path, socklen_t *len) {
+    struct sockaddr_un a = {AF_UNIX};
+    strcpy(a.sun_path, path);
+    if (len) *len = offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1;
+    return a;
+}
+
+/* What getsockname or getpeername reports: the length, and whether the path is the one expected. */
+static void show_name(const char *what, int (*get)(int, struct sockaddr *, socklen_t *), int fd,
+                      const char *expect) {
+    struct sockaddr_un a;
+    memset(&a, 0x55, sizeof a);
+    socklen_t len = sizeof a;
+    errno = 0;
+    int r = get(fd, ADDR(a), &len);
+    if (r < 0) { printf("%s: -1 %s\n", what, strerrorname_np(errno)); fflush(stdout); return; }
+    printf("%s: len %u, family %d, path %s\n", what, len, a.sun_family,
+           len <= offsetof(struct sockaddr_un, sun_path) ? "none" : YES(expect && !strcmp(a.sun_path, expect)));
+    fflush(stdout);
+}
+
+static void show_peercred(const char *what, int fd, pid_t expect) {
+    struct ucred c;
+    socklen_t len = sizeof c;
+    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &len);
+    printf("%s: pid %s, uid %s\n", what, YES(c.pid == expect), YES(c.uid == geteuid()));
+    fflush(stdout);
+}
+"""
+
+PATHS_C = NAMED_COMMON + r"""
+/* A server and a forked client over a socket file in the directory argv[1]. */
+int main(int argc, char **argv) {
+    alarm(20);
+    char path[100], client_path[100], file[100];
+    snprintf(path, sizeof path, "%s/server.sock", argv[1]);
+    snprintf(client_path, sizeof client_path, "%s/client.sock", argv[1]);
+    snprintf(file, sizeof file, "%s/plain", argv[1]);
+    unlink(path);
+    unlink(client_path);
+    umask(027);
+    socklen_t alen;
+    struct sockaddr_un a = path_addr(path, &alen);
+    int c0 = socket(AF_UNIX, SOCK_STREAM, 0);
+    SHOW("connect to a missing path", connect(c0, ADDR(a), sizeof a));
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    printf("socket: %s\n", YES(s >= 0));
+    SHOW("listen unbound", listen(s, 5));
+    SHOW("accept unbound", accept(s, NULL, NULL));
+    show_name("getsockname unbound", getsockname, s, NULL);
+    show_name("getpeername unbound", getpeername, s, NULL);
+    SHOW("read unconnected", read(s, path + 99, 1));
+    SHOW("write unconnected", write(s, "x", 1));
+    printf("revents unconnected %#x\n", revents(s, POLLIN | POLLOUT));
+    SHOW("bind", bind(s, ADDR(a), sizeof a));
+    struct stat st;
+    SHOW("stat", stat(path, &st));
+    printf("  socket file %s, mode %o\n", YES(S_ISSOCK(st.st_mode)), st.st_mode & 07777);
+    int s2 = socket(AF_UNIX, SOCK_STREAM, 0);
+    SHOW("bind a second socket", bind(s2, ADDR(a), alen));
+    struct sockaddr_un other = path_addr(client_path, NULL);
+    SHOW("bind a bound socket again", bind(s, ADDR(other), sizeof other));
+    SHOW("  that file", access(client_path, F_OK));
+    show_name("getsockname", getsockname, s, path);
+    SHOW("connect before listen", connect(c0, ADDR(a), alen));
+    SHOW("listen", listen(s, 4));
+    SHOW("listen again", listen(s, 8));
+    int v = -1;
+    socklen_t vlen = sizeof v;
+    getsockopt(s, SOL_SOCKET, SO_ACCEPTCONN, &v, &vlen);
+    printf("SO_ACCEPTCONN %d\n", v);
+    printf("revents listening %#x\n", revents(s, POLLIN | POLLOUT));
+    SHOW("read a listener", read(s, path + 99, 1));
+    int d = socket(AF_UNIX, SOCK_DGRAM, 0);
+    SHOW("dgram connect to a stream listener", connect(d, ADDR(a), alen));
+    SHOW("dgram listen", listen(d, 1));
+    SHOW("dgram accept", accept(d, NULL, NULL));
+    int seq = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+    SHOW("seqpacket connect to a stream listener", connect(seq, ADDR(a), alen));
+    close(open(file, O_CREAT | O_WRONLY, 0600));
+    struct sockaddr_un f = path_addr(file, NULL);
+    SHOW("connect to a plain file", connect(c0, ADDR(f), sizeof f));
+    SHOW("connect the listener to itself", connect(s, ADDR(a), alen));
+    int sv[2];
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    SHOW("connect a connected socket", connect(sv[0], ADDR(a), alen));
+
+    pid_t pid = fork();
+    if (pid == 0) {
+        int c = socket(AF_UNIX, SOCK_STREAM, 0);
+        SHOW("child connect", connect(c, ADDR(a), alen));
+        SHOW("child connect again", connect(c, ADDR(a), alen));
+        show_name("child getpeername", getpeername, c, path);
+        show_name("child getsockname", getsockname, c, NULL);
+        show_peercred("child SO_PEERCRED", c, getppid());
+        write(c, "hello", 5);
+        char buf[16] = {0};
+        struct sockaddr_un from;
+        socklen_t flen = sizeof from;
+        ssize_t n = recvfrom(c, buf, sizeof buf, 0, ADDR(from), &flen);
+        printf("child got %zd %s, from len %u path %s\n", n, buf, flen, YES(!strcmp(from.sun_path, path)));
+        fflush(stdout);
+        /* a second connection from a named client */
+        int c2 = socket(AF_UNIX, SOCK_STREAM, 0);
+        struct sockaddr_un me = path_addr(client_path, NULL);
+        SHOW("child bind", bind(c2, ADDR(me), sizeof me));
+        SHOW("child connect named", connect(c2, ADDR(a), alen));
+        write(c2, "named", 5);
+        _exit(0);
+    }
+    struct sockaddr_un peer;
+    memset(&peer, 0x55, sizeof peer);
+    socklen_t plen = sizeof peer;
+    int conn = accept(s, ADDR(peer), &plen);
+    char buf[16] = {0};
+    ssize_t got = read(conn, buf, sizeof buf);     /* the child has printed what it saw */
+    printf("accept: %s, peer len %u, family %d\n", YES(conn >= 0), plen, peer.sun_family);
+    show_name("accepted getsockname", getsockname, conn, path);
+    show_name("accepted getpeername", getpeername, conn, NULL);
+    show_peercred("accepted SO_PEERCRED", conn, pid);
+    printf("accepted FD_CLOEXEC %d, O_NONBLOCK %s\n", fcntl(conn, F_GETFD), YES(fcntl(conn, F_GETFL) & O_NONBLOCK));
+    printf("read %zd: %s\n", got, buf);
+    fflush(stdout);
+    ssize_t wrote = write(conn, "world", 5);
+    memset(&peer, 0x55, sizeof peer);
+    plen = sizeof peer;
+    int conn2 = accept4(s, ADDR(peer), &plen, SOCK_NONBLOCK);
+    struct pollfd pf = {conn2, POLLIN, 0};
+    poll(&pf, 1, 5000);                             /* the child is done printing */
+    printf("write %zd\n", wrote);
+    printf("accept4: %s, peer len %u, path %s\n", YES(conn2 >= 0), plen, YES(!strcmp(peer.sun_path, client_path)));
+    printf("accept4 O_NONBLOCK %s\n", YES(fcntl(conn2, F_GETFL) & O_NONBLOCK));
+    memset(buf, 0, sizeof buf);
+    SHOW("read named", read(conn2, buf, sizeof buf));
+    printf("  %s\n", buf);
+    int status;
+    waitpid(pid, &status, 0);
+    printf("child exited %d\n", WEXITSTATUS(status));
+    SHOW("read after the client left", read(conn2, buf, sizeof buf));
+    SHOW("unlink", unlink(path));
+    SHOW("connect after unlink", connect(c0, ADDR(a), alen));
+    SHOW("bind the path anew", bind(s2, ADDR(a), alen));
+    SHOW("connect to the new, not listening", connect(c0, ADDR(a), alen));
+    close(s2);
+    SHOW("stat after close", stat(path, &st));
+    printf("  socket file %s\n", YES(S_ISSOCK(st.st_mode)));
+    SHOW("connect to a closed socket's file", connect(c0, ADDR(a), alen));
+    unlink(path);
+    unlink(client_path);
+    unlink(file);
+    return 0;
+}
+"""
+
+ABSTRACT_C = NAMED_COMMON + r"""
+/* The abstract namespace: exact-length names, EADDRINUSE, gone on close; autobind's names. */
+static socklen_t abstract_addr(struct sockaddr_un *a, const char *name) {
+    memset(a, 0, sizeof *a);
+    a->sun_family = AF_UNIX;
+    memcpy(a->sun_path + 1, name, strlen(name));
+    return offsetof(struct sockaddr_un, sun_path) + 1 + strlen(name);
+}
+
+static void show_autoname(const char *what, int fd) {
+    struct sockaddr_un a;
+    memset(&a, 0x55, sizeof a);
+    socklen_t len = sizeof a;
+    getsockname(fd, ADDR(a), &len);
+    int hex = a.sun_path[0] == 0;
+    for (int i = 1; i < (int)len - 2; i++)
+        hex = hex && isxdigit((unsigned char)a.sun_path[i]) && !isupper((unsigned char)a.sun_path[i]);
+    printf("%s: len %u, abstract lowercase hex %s\n", what, len, YES(hex));
+    fflush(stdout);
+}
+
+int main(void) {
+    alarm(20);
+    char name[32];
+    snprintf(name, sizeof name, "run-elf-test-%08x", (unsigned)getpid());
+    struct sockaddr_un a, b = {AF_UNIX};
+    socklen_t alen = abstract_addr(&a, name);
+    int s = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+    int c = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+    SHOW("connect nobody", connect(c, ADDR(a), alen));
+    SHOW("bind", bind(s, ADDR(a), alen));
+    int s2 = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+    SHOW("bind the same name", bind(s2, ADDR(a), alen));
+    SHOW("bind a longer name", bind(s2, ADDR(a), alen + 1));
+    struct sockaddr_un got;
+    socklen_t glen = sizeof got;
+    getsockname(s, ADDR(got), &glen);
+    printf("getsockname len %u (bound %u), same %s\n", glen, alen, YES(glen == alen && !memcmp(&got, &a, alen)));
+    SHOW("connect the longer name", connect(c, ADDR(a), alen + 1));
+    SHOW("listen", listen(s, 2));
+    SHOW("connect", connect(c, ADDR(a), alen));
+    int conn = accept(s, NULL, NULL);
+    SHOW("send", send(c, "one", 3, 0));
+    SHOW("send", send(c, "two!", 4, 0));
+    char buf[8];
+    SHOW("recv 8", recv(conn, buf, sizeof buf, 0));
+    SHOW("recv 2", recv(conn, buf, 2, 0));
+    close(s);
+    int c2 = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+    SHOW("connect after close", connect(c2, ADDR(a), alen));
+    SHOW("bind the freed name", bind(c2, ADDR(a), alen));
+    close(c2);
+
+    int x = socket(AF_UNIX, SOCK_STREAM, 0);
+    SHOW("autobind", bind(x, ADDR(b), sizeof(sa_family_t)));
+    show_autoname("autobound", x);
+    struct sockaddr_un first;
+    socklen_t flen = sizeof first;
+    getsockname(x, ADDR(first), &flen);
+    SHOW("autobind again", bind(x, ADDR(b), sizeof(sa_family_t)));
+    glen = sizeof got;
+    getsockname(x, ADDR(got), &glen);
+    printf("  same name %s\n", YES(glen == flen && !memcmp(&got, &first, flen)));
+    SHOW("bind an autobound socket", bind(x, ADDR(a), alen));
+    int y = socket(AF_UNIX, SOCK_STREAM, 0);
+    SHOW("bind its name", bind(y, ADDR(first), flen));
+    SHOW("listen", listen(x, 1));
+    SHOW("connect to it", connect(y, ADDR(first), flen));
+    int z = accept(x, NULL, NULL);
+    show_name("accepted getsockname", getsockname, z, NULL);
+    show_autoname("  named as", z);
+    b.sun_family = AF_INET;
+    SHOW("bind the family AF_INET", bind(y, ADDR(b), sizeof(sa_family_t)));
+    SHOW("bind length 1", bind(y, ADDR(b), 1));
+    SHOW("bind length 111", bind(y, ADDR(b), 111));
+    SHOW("bind length 200", bind(y, ADDR(b), 200));
+    return 0;
+}
+"""
+
+DGRAM_C = NAMED_COMMON + r"""
+/* Datagrams between named sockets in the directory argv[1]: sendto, recvfrom's address, connect. */
+static void show_from(const char *what, int fd, const char *expect) {
+    char buf[32] = {0};
+    struct sockaddr_un from;
+    memset(&from, 0x55, sizeof from);
+    socklen_t len = sizeof from;
+    errno = 0;
+    ssize_t n = recvfrom(fd, buf, sizeof buf - 1, MSG_DONTWAIT, ADDR(from), &len);
+    if (n < 0) { printf("%s: -1 %s\n", what, strerrorname_np(errno)); fflush(stdout); return; }
+    printf("%s: %zd %s, from len %u, path %s\n", what, n, buf, len,
+           len > 2 && from.sun_path[0] ? YES(!strcmp(from.sun_path, expect)) : "none");
+    fflush(stdout);
+}
+
+int main(int argc, char **argv) {
+    alarm(20);
+    char pa[100], pb[100];
+    snprintf(pa, sizeof pa, "%s/a.sock", argv[1]);
+    snprintf(pb, sizeof pb, "%s/b.sock", argv[1]);
+    unlink(pa);
+    unlink(pb);
+    socklen_t alen, blen;
+    struct sockaddr_un a = path_addr(pa, &alen), b = path_addr(pb, &blen);
+    int sa = socket(AF_UNIX, SOCK_DGRAM, 0), sb = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    int anon = socket(AF_UNIX, SOCK_DGRAM, 0);
+    SHOW("sendto nobody", sendto(anon, "x", 1, 0, ADDR(a), alen));
+    SHOW("bind a", bind(sa, ADDR(a), alen));
+    SHOW("bind b", bind(sb, ADDR(b), blen));
+    SHOW("send unconnected", send(anon, "x", 1, 0));
+    SHOW("recv nothing", recv(sb, pa + 99, 1, 0));
+    SHOW("sendto b from a", sendto(sa, "from a", 6, 0, ADDR(b), blen));
+    SHOW("sendto b from an unnamed socket", sendto(anon, "anon", 4, 0, ADDR(b), blen));
+    show_from("b receives", sb, pa);
+    show_from("b receives", sb, pa);
+    SHOW("sendto a stream address", sendto(sa, "x", 1, 0, ADDR(b), 1));
+    int st = socket(AF_UNIX, SOCK_STREAM, 0);
+    SHOW("sendto from a stream socket", sendto(st, "x", 1, 0, ADDR(b), blen));
+    SHOW("connect a to b", connect(sa, ADDR(b), blen));
+    show_name("a's peer", getpeername, sa, pb);
+    SHOW("send a", send(sa, "connected", 9, 0));
+    show_from("b receives", sb, pa);
+    SHOW("anon sends to a, connected elsewhere", sendto(anon, "no", 2, 0, ADDR(a), alen));
+    SHOW("b sends to a", sendto(sb, "reply", 5, 0, ADDR(a), alen));
+    show_from("a receives", sa, pb);
+    /* recvmsg fills msg_name */
+    sendto(sa, "msg", 3, 0, NULL, 0);
+    char buf[8];
+    struct iovec iov = {buf, sizeof buf};
+    struct sockaddr_un from;
+    struct msghdr m = {.msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1};
+    SHOW("recvmsg", recvmsg(sb, &m, 0));
+    printf("  namelen %u, path %s\n", m.msg_namelen, YES(!strcmp(from.sun_path, pa)));
+    m.msg_namelen = 4;
+    sendto(sa, "msg", 3, 0, NULL, 0);
+    SHOW("recvmsg with a short name", recvmsg(sb, &m, 0));
+    printf("  namelen %u\n", m.msg_namelen);
+    /* the queue of a socket nobody connected to holds max_dgram_qlen messages past its first */
+    int n = 0;
+    while (sendto(anon, "q", 1, MSG_DONTWAIT, ADDR(b), blen) == 1) n++;
+    printf("queued %d before %s\n", n, strerrorname_np(errno));
+    printf("revents of a (peer b full) %#x\n", revents(sa, POLLOUT));
+    SHOW("a sends to b, its peer", send(sa, "p", 1, MSG_DONTWAIT));
+    while (recv(sb, buf, sizeof buf, 0) > 0) {}
+    SHOW("disconnect a", connect(sa, ADDR(b), sizeof(sa_family_t) - 1));
+    struct sockaddr unspec = {AF_UNSPEC};
+    SHOW("disconnect a", connect(sa, &unspec, sizeof unspec));
+    SHOW("getpeername", getpeername(sa, ADDR(from), &(socklen_t){sizeof from}));
+    /* a blocked receiver is woken by a forked sender */
+    if (fork() == 0) {
+        usleep(20000);
+        int c = socket(AF_UNIX, SOCK_DGRAM, 0);
+        sendto(c, "from the child", 14, 0, ADDR(a), alen);
+        _exit(0);
+    }
+    memset(buf, 0, sizeof buf);
+    SHOW("a waits", recv(sa, buf, sizeof buf - 1, 0));
+    printf("  %s\n", buf);
+    wait(NULL);
+    /* autobind a sender: the receiver sees its abstract name */
+    int auto_ = socket(AF_UNIX, SOCK_DGRAM, 0);
+    bind(auto_, ADDR(from), sizeof(sa_family_t));
+    sendto(auto_, "auto", 4, 0, ADDR(b), blen);
+    memset(&from, 0x55, sizeof from);
+    socklen_t flen = sizeof from;
+    SHOW("from an autobound socket", recvfrom(sb, buf, sizeof buf, 0, ADDR(from), &flen));
+    printf("  len %u, abstract %s\n", flen, YES(from.sun_path[0] == 0));
+    /* the peer closes */
+    SHOW("connect a to b", connect(sa, ADDR(b), blen));
+    close(sb);
+    SHOW("send to the closed peer", send(sa, "x", 1, 0));
+    SHOW("send again", send(sa, "x", 1, 0));
+    SHOW("sendto its file", sendto(sa, "x", 1, 0, ADDR(b), blen));
+    unlink(pa);
+    unlink(pb);
+    return 0;
+}
+"""
+
+LISTEN_C = NAMED_COMMON + r"""
+/* A nonblocking listener: EAGAIN, poll and epoll readiness, a full backlog, a listener closed with a
+   connection not accepted. */
+int main(int argc, char **argv) {
+    alarm(20);
+    char path[100];
+    snprintf(path, sizeof path, "%s/listen.sock", argv[1]);
+    unlink(path);
+    socklen_t alen;
+    struct sockaddr_un a = path_addr(path, &alen);
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    bind(s, ADDR(a), alen);
+    SHOW("listen", listen(s, 1));
+    SHOW("accept", accept(s, NULL, NULL));
+    printf("revents %#x\n", revents(s, POLLIN | POLLOUT));
+    int ep = epoll_create1(0);
+    struct epoll_event ev = {EPOLLIN, {.fd = s}}, out;
+    epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev);
+    SHOW("epoll_wait", epoll_wait(ep, &out, 1, 0));
+    int c[4];
+    int connected = 0;
+    for (int i = 0; i < 4; i++) {
+        c[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        if (connect(c[i], ADDR(a), alen) == 0) connected++;
+        else printf("connect %d: %s\n", i, strerrorname_np(errno));
+    }
+    printf("connected %d\n", connected);
+    printf("revents %#x\n", revents(s, POLLIN | POLLOUT));
+    SHOW("epoll_wait", epoll_wait(ep, &out, 1, 0));
+    printf("  events %#x, fd %s\n", out.events, YES(out.data.fd == s));
+    SHOW("write before accept", write(c[0], "early", 5));
+    printf("client revents %#x\n", revents(c[0], POLLIN | POLLOUT));
+    int conn = accept4(s, NULL, NULL, SOCK_CLOEXEC);
+    printf("accept4: %s, FD_CLOEXEC %d\n", YES(conn >= 0), fcntl(conn, F_GETFD));
+    char buf[8] = {0};
+    SHOW("read", read(conn, buf, sizeof buf));
+    printf("  %s\n", buf);
+    SHOW("accept4 bad flags", accept4(s, NULL, NULL, 0x1234));
+    /* a blocking connect waits for room in the backlog */
+    int blocking = socket(AF_UNIX, SOCK_STREAM, 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        usleep(30000);
+        int k = accept(s, NULL, NULL);
+        printf("child accepted %s\n", YES(k >= 0));
+        fflush(stdout);
+        _exit(0);
+    }
+    SHOW("blocking connect", connect(blocking, ADDR(a), alen));
+    waitpid(pid, NULL, 0);
+    /* the listener closes with a connection not accepted (the child took the oldest) */
+    close(s);
+    printf("client revents %#x\n", revents(c[1], POLLIN | POLLOUT | POLLRDHUP));
+    SHOW("read", read(c[1], buf, sizeof buf));
+    SHOW("read", read(c[1], buf, sizeof buf));
+    SHOW("write", send(c[1], "x", 1, MSG_NOSIGNAL));
+    printf("not accepted: revents %#x\n", revents(blocking, POLLIN | POLLOUT | POLLRDHUP));
+    SHOW("read", read(blocking, buf, sizeof buf));
+    SHOW("read", read(blocking, buf, sizeof buf));
+    unlink(path);
+    return 0;
+}
+"""
+
+SERVER_C = NAMED_COMMON + r"""
+/* One server, two forked clients, served together with poll until both hang up. */
+#define CLIENTS 2
+#define ROUNDS 20
+
+static void client(struct sockaddr_un *a, socklen_t alen, int id) {
+    int c = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (connect(c, ADDR(*a), alen) < 0) { perror("connect"); _exit(1); }
+    long sum = 0;
+    for (int i = 0; i < ROUNDS; i++) {
+        char msg[16], reply[16];
+        int len = sprintf(msg, "%d:%d;", id, i);
+        write(c, msg, len);
+        ssize_t n = read(c, reply, sizeof reply);
+        if (n != len || memcmp(msg, reply, len)) _exit(2);
+        sum += n;
+        if (i % 5 == id) usleep(1000);
+    }
+    _exit(sum == 0);
+}
+
+int main(int argc, char **argv) {
+    alarm(20);
+    char path[100];
+    snprintf(path, sizeof path, "%s/server.sock", argv[1]);
+    unlink(path);
+    socklen_t alen;
+    struct sockaddr_un a = path_addr(path, &alen);
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    bind(s, ADDR(a), alen);
+    listen(s, 8);
+    for (int id = 0; id < CLIENTS; id++)
+        if (fork() == 0) client(&a, alen, id);
+    struct pollfd fds[1 + CLIENTS] = {{s, POLLIN, 0}};
+    int open_ = 0, accepted = 0, closed = 0;
+    long bytes[CLIENTS] = {0};
+    int owner[1 + CLIENTS];
+    while (closed < CLIENTS) {
+        if (poll(fds, 1 + open_, 5000) <= 0) { printf("poll timed out\n"); return 1; }
+        if (fds[0].revents & POLLIN) {
+            fds[1 + open_] = (struct pollfd){accept(s, NULL, NULL), POLLIN, 0};
+            owner[1 + open_] = -1;
+            open_++;
+            accepted++;
+        }
+        for (int i = 1; i <= open_; i++) {
+            if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
+            char buf[64];
+            ssize_t n = read(fds[i].fd, buf, sizeof buf);
+            if (n <= 0) { close(fds[i].fd); fds[i].fd = -1; closed++; continue; }
+            owner[i] = buf[0] - '0';
+            bytes[owner[i]] += n;
+            write(fds[i].fd, buf, n);
+        }
+    }
+    printf("accepted %d, closed %d\n", accepted, closed);
+    for (int id = 0; id < CLIENTS; id++) printf("client %d sent %ld bytes\n", id, bytes[id]);
+    int status, ok = 0;
+    while (wait(&status) > 0) ok += WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    printf("clients ok %d\n", ok);
+    unlink(path);
+    return 0;
+}
+"""
+
+NAMED_SOURCES = {"paths": PATHS_C, "abstract": ABSTRACT_C, "dgram": DGRAM_C, "listen": LISTEN_C,
+                 "server": SERVER_C}
+
+
+@pytest.fixture(scope="module", params=[64, 32], ids=["x86-64", "i386"])
+def named(request, tmp_path_factory):
+    flags = ("-m32",) if request.param == 32 else ()
+    return compile_static(NAMED_SOURCES, tmp_path_factory.mktemp(f"named{request.param}"), flags)
+
+
+@pytest.fixture
+def sockdir(tmp_path):
+    """A short directory for socket files (a sun_path holds at most 107 bytes)."""
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="re-sock") as path:
+        yield path
+
+
+def test_named_stream_server_and_client(named, sockdir):
+    same_as_native([named["paths"], sockdir])
+
+
+def test_abstract_names_and_autobind(named):
+    same_as_native([named["abstract"]])
+
+
+def test_datagrams_between_named_sockets(named, sockdir):
+    same_as_native([named["dgram"], sockdir])
+
+
+def test_nonblocking_listener_poll_and_backlog(named, sockdir):
+    same_as_native([named["listen"], sockdir])
+
+
+def test_server_polls_two_clients(named, sockdir):
+    same_as_native([named["server"], sockdir])
+
+
+def test_named_sockets_under_root(named, sockdir, tmp_path):
+    """Under --root the socket files are made inside the root (their host paths, longer than sun_path
+    holds, are reached through the directory); the guest sees the same paths as a native run."""
+    import shutil
+    root = tmp_path / ("r" * 60)
+    for program in (named["paths"], named["dgram"]):
+        (root / program.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(program, root / program.lstrip("/"))
+    (root / sockdir.lstrip("/")).mkdir(parents=True)
+    for program in (named["paths"], named["dgram"]):
+        same_as_native([program, sockdir], "--root", str(root))
+    assert not os.listdir(root / sockdir.lstrip("/"))     # the programs unlinked their files
+
+
+@pytest.mark.skipif(not USING_RUN_ELF, reason="a host socket is refused by run-elf only")
+def test_host_socket_is_not_reached(named, sockdir):
+    """A socket file whose socket a host process holds is refused: there is no bridge to host sockets."""
+    import socket
+    path = os.path.join(sockdir, "host.sock")
+    host = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    host.bind(path)
+    host.listen(1)
+    paths = compile_static({"reach": NAMED_COMMON + r"""
+        int main(int argc, char **argv) {
+            socklen_t len;
+            struct sockaddr_un a = path_addr(argv[1], &len);
+            SHOW("connect", connect(socket(AF_UNIX, SOCK_STREAM, 0), ADDR(a), len));
+            return 0;
+        }
+        """}, Path(sockdir))
+    out, status = run_elf([paths["reach"], path])
+    host.close()
+    assert (out, status) == (b"connect: -1 ECONNREFUSED\n", 0)
+
+
+@pytest.mark.skipif(not os.path.exists(PYTHON), reason="no /usr/bin/python3")
+def test_python_multiprocessing_manager():
+    """multiprocessing's Manager serves a forked server process over an AF_UNIX socket file."""
+    same_as_native([PYTHON, "-c", "import multiprocessing as m; mgr = m.Manager(); d = mgr.dict(); d['a'] = 1; "
+                    "print(dict(d)); mgr.shutdown()"], timeout=300)
