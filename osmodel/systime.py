@@ -267,7 +267,7 @@ def timers_on(p: Process) -> list:
 
 def expire_cpu_timers(k: Kernel, p: Process) -> None:
     """p was just charged CPU time: fire the timers on its clocks that are due."""
-    for timer in timers_on(p):
+    for timer in list(timers_on(p)):          # a copy: a one-shot timer leaves the list as it fires
         if timer.due and timer.now() >= timer.due:
             timer.fire()
 

@@ -156,6 +156,15 @@ int main(void) {
         arm(which[i], 0, 0);
     }
 
+    /* One-shot ITIMER_VIRTUAL and ITIMER_PROF armed together both fire, once. */
+    ticks = 0;
+    arm(ITIMER_VIRTUAL, 20, 0);
+    arm(ITIMER_PROF, 20, 0);
+    busy(3000, &ticks, 2);
+    busy(50, 0, 0);
+    getitimer(ITIMER_PROF, &it);
+    printf("one-shot pair: ticks %d, disarmed %s\n", ticks, YES(!it.it_value.tv_sec && !it.it_value.tv_usec));
+
     /* POSIX timers on CPU clocks. */
     clockid_t clocks[] = { CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID, mine };
     const char *names[] = { "process", "thread", "getcpuclockid" };
