@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from osmodel.kernel import Kernel
     from osmodel.process import Process
 
-LOCK_SH, LOCK_EX, LOCK_NB, LOCK_UN = 1, 2, 4, 8
+LOCK_SH, LOCK_EX, LOCK_NB, LOCK_UN, LOCK_MAND = 1, 2, 4, 8, 32
 F_RDLCK, F_WRLCK, F_UNLCK = 0, 1, 2
 F_GETLK, F_SETLK, F_SETLKW = 5, 6, 7
 F_GETLK64, F_SETLK64, F_SETLKW64 = 12, 13, 14          # i386's fcntl64: struct flock64
@@ -124,11 +124,15 @@ def flock_conflict(inode: InodeLocks, file: File, kind: int) -> bool:
 @syscall("flock", "dx")
 def sys_flock(k: Kernel, p: Process, fd: int, operation: int) -> int:
     """Lock the whole file for this open file description: shared, exclusive or unlock, as Linux's
-    flock_lock_inode (a conversion drops the old lock first, even if the new one must wait)."""
-    file = p.files.get(signed32(fd))
+    flock_lock_inode (a conversion drops the old lock first, even if the new one must wait); a blocking
+    request sleeps on the inode's InodeLocks, or retries on a timer while a host process holds the lock."""
+    operation &= 0xFFFF_FFFF
+    if operation & LOCK_MAND:
+        return 0                     # never worked, ignored since Linux 5.15
     kind = operation & ~LOCK_NB
     if kind not in (LOCK_SH, LOCK_EX, LOCK_UN):
         raise SysError(errno.EINVAL)
+    file = p.files.get(signed32(fd))
     inode = inode_of(k, file)
     held = inode.flocks.get(file)
     WAITING.pop(id(p.files), None)

@@ -107,6 +107,8 @@ int main(int argc, char **argv) {
     SHOW("no operation", flock(third, 0));
     SHOW("LOCK_NB alone", flock(third, LOCK_NB));
     SHOW("bad descriptor", flock(99, LOCK_SH));
+    SHOW("bad descriptor and operation", flock(99, LOCK_SH | LOCK_EX));
+    SHOW("LOCK_MAND", flock(third, 32 | 64));
     int p[2];
     pipe(p);
     SHOW("LOCK_EX on a pipe", flock(p[0], LOCK_EX));
@@ -527,3 +529,66 @@ print(con.execute("select who, n from t order by rowid").fetchall())
     if subprocess.run([python, "-c", "import sqlite3"], capture_output=True).returncode:
         pytest.skip("no sqlite3 module in /usr/bin/python3")
     same_as_native([python, "-c", script])
+
+
+def held_by_host(path, argv_run) -> tuple[bytes, int]:
+    """Run a flock(1) command (argv_run) while this test process holds an exclusive flock on path, released
+    after 0.5 s: its output and status."""
+    import fcntl
+    import os
+    import threading
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    release = threading.Timer(0.5, lambda: os.close(fd))
+    release.start()
+    try:
+        return argv_run()
+    finally:
+        release.join()
+
+
+def test_flock_sees_host_holders(tmp_path):
+    """A guest's flock meets the locks of host processes: refused with -n, granted once the host lets go."""
+    if not shutil.which("flock"):
+        pytest.skip("no flock(1)")
+    from conftest import run_elf, run_native
+    target = str(tmp_path / "lockfile")
+    for argv in (["/usr/bin/flock", "-n", target, "echo", "got it"], ["/usr/bin/flock", target, "echo", "waited"]):
+        native = held_by_host(target, lambda: run_native(argv))
+        emulated = held_by_host(target, lambda: run_elf(argv))
+        assert (emulated.stdout, emulated.status) == (native.stdout, native.status), emulated.stderr
+
+
+def test_host_sees_guest_flock(built, tmp_path):
+    """A guest's flock is taken on the host too: a host process is refused while the guest holds it."""
+    import fcntl
+    import os
+    import subprocess as sp
+    import sys
+    from conftest import ROOT
+    source = COMMON + r"""
+    int main(int argc, char **argv) {
+        int fd = open(argv[1], O_RDWR | O_CREAT, 0600);
+        flock(fd, LOCK_EX);
+        printf("locked\n");
+        fflush(stdout);
+        char b;
+        read(0, &b, 1);          /* until the test has looked */
+        return 0;
+    }
+    """
+    exe = compile_static({"holdlock": source}, tmp_path)["holdlock"]
+    target = str(tmp_path / "lockfile")
+    seen = []
+    for cmd in ([exe, target], [sys.executable, "-m", "osmodel", exe, target]):
+        guest = sp.Popen(cmd, cwd=ROOT, stdin=sp.PIPE, stdout=sp.PIPE)
+        assert guest.stdout.readline() == b"locked\n"
+        fd = os.open(target, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            seen.append("free")
+        except BlockingIOError:
+            seen.append("held")
+        os.close(fd)
+        guest.communicate(b"x", timeout=60)
+    assert seen == ["held", "held"]
