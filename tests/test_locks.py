@@ -378,7 +378,36 @@ int main(int argc, char **argv) {
 }
 """
 
-PROGRAMS = {"flock": FLOCK_C, "posix": POSIX_C, "ofd": OFD_C, "vec": VEC_C}
+EXEC_C = COMMON + r"""
+/* Record locks stay across execve, but closing a close-on-exec descriptor of the file drops them. */
+int main(int argc, char **argv) {
+    if (argc == 2) {
+        int fd = open(argv[1], O_RDWR | O_CREAT | O_TRUNC, 0600);
+        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 3, .l_len = 4};
+        fcntl(fd, F_SETLK, &fl);
+        open(argv[1], O_RDONLY | O_CLOEXEC);   /* closed by exec: drops the locks */
+        execl(argv[0], argv[0], argv[1], "again", (char *)0);
+    }
+    if (argc == 3) {
+        int fd = open(argv[1], O_RDWR);
+        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 10, .l_len = 1};
+        fcntl(fd, F_SETLK, &fl);
+        execl(argv[0], argv[0], argv[1], "x", "probe", (char *)0);
+    }
+    pid_t me = getpid();     /* the third image: the lock of the second is still there */
+    if (fork() == 0) {
+        int fd = open(argv[1], O_RDWR);
+        struct flock g = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+        fcntl(fd, F_GETLK, &g);
+        printf("type %d start %ld len %ld parent %d\n", g.l_type, (long)g.l_start, (long)g.l_len, g.l_pid == me);
+        fflush(stdout); _exit(0);
+    }
+    wait(0);
+    return 0;
+}
+"""
+
+PROGRAMS = {"flock": FLOCK_C, "posix": POSIX_C, "ofd": OFD_C, "vec": VEC_C, "exec": EXEC_C}
 BUILDS = {"x86-64": (), "i386": ("-m32",), "i386-lfs": ("-m32", "-D_FILE_OFFSET_BITS=64")}
 
 
