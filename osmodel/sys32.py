@@ -69,7 +69,6 @@ UTIMBUF32 = Compat32(2)                  # struct old_utimbuf32: actime, modtime
 OFF32 = Compat32(1)                      # compat_off_t (sendfile's offset)
 RUSAGE32 = Compat32(18)                  # struct compat_rusage: ru_utime, ru_stime, then 14 compat_longs
 RLIMIT32 = struct.Struct("<II")          # struct compat_rlimit: rlim_cur, rlim_max
-IOV32 = struct.Struct("<II")             # struct compat_iovec: iov_base, iov_len
 COMPAT_RLIM_INFINITY = 0xFFFF_FFFF
 OLD_RLIM_MAX = 0x7FFF_FFFF               # what the old getrlimit (nr 76) reports for anything larger
 TMS32 = Compat32(4)                      # struct compat_tms: four compat_clock_t
@@ -891,47 +890,39 @@ def sys_sync_file_range(k: Kernel, p: Process, fd: int, off_low: int, off_high: 
 
 # -- files: vectors, directories, sendfile ----------------------------------------------------------------
 
-def iovecs32(k: Kernel, p: Process, iov: int, iovcnt: int) -> list[tuple[int, int]]:
-    """A struct compat_iovec array: EINVAL for a length that is negative as a 32-bit ssize_t."""
-    vectors = iovecs(k, p, iov, iovcnt, IOV32)
-    if any(length & 0x8000_0000 for _, length in vectors):
-        raise SysError(errno.EINVAL)
-    return vectors
-
-
 @syscall32("readv", "dpd")
 def sys_readv32(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int) -> int:
     f = p.files.get(signed32(fd))
-    return read_vectors(k, p, f, iovecs32(k, p, iov, iovcnt))
+    return read_vectors(k, p, f, iovecs(k, p, iov, iovcnt, 32))
 
 
 @syscall32("writev", "dpd")
 def sys_writev32(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int) -> int:
     f = p.files.get(signed32(fd))
-    data = gather(k, p, iovecs32(k, p, iov, iovcnt))
+    data = gather(k, p, iovecs(k, p, iov, iovcnt, 32))
     return write_file(k, f, data) if data else 0
 
 
 @syscall32("preadv", "dpdxx")
 def sys_preadv(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int, low: int, high: int) -> int:
     """readv at an offset, leaving the file position alone."""
-    return preadv_file(k, p, fd, iov, iovcnt, signed(offset64(low, high)), 0, iovecs32)
+    return preadv_file(k, p, fd, iov, iovcnt, signed(offset64(low, high)), 0, 32)
 
 
 @syscall32("pwritev", "dpdxx")
 def sys_pwritev(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int, low: int, high: int) -> int:
     """writev at an offset, leaving the file position alone."""
-    return pwritev_file(k, p, fd, iov, iovcnt, signed(offset64(low, high)), 0, iovecs32)
+    return pwritev_file(k, p, fd, iov, iovcnt, signed(offset64(low, high)), 0, 32)
 
 
 @syscall32("preadv2", "dpdxxx")
 def sys_preadv2_32(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int, low: int, high: int, flags: int) -> int:
-    return preadv_file(k, p, fd, iov, iovcnt, current_or(signed(offset64(low, high))), flags, iovecs32)
+    return preadv_file(k, p, fd, iov, iovcnt, current_or(signed(offset64(low, high))), flags, 32)
 
 
 @syscall32("pwritev2", "dpdxxx")
 def sys_pwritev2_32(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int, low: int, high: int, flags: int) -> int:
-    return pwritev_file(k, p, fd, iov, iovcnt, current_or(signed(offset64(low, high))), flags, iovecs32)
+    return pwritev_file(k, p, fd, iov, iovcnt, current_or(signed(offset64(low, high))), flags, 32)
 
 
 # Directory positions. Linux gives a 32-bit process 31-bit hash positions in a directory (ext4's

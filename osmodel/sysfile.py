@@ -29,7 +29,8 @@ WINSIZE_SIZE = 8              # struct winsize: 4 shorts
 TIOCGWINSZ = 0x5413
 FIONREAD = 0x541B
 FIONBIO = 0x5421
-IOV = struct.Struct("<QQ")           # struct iovec (x86-64): iov_base, iov_len
+IOVEC = {64: struct.Struct("<QQ"), 32: struct.Struct("<II")}   # struct iovec by ABI: iov_base, iov_len
+UIO_MAXIOV = 1024                    # the most buffers one call takes
 RWF_HIPRI, RWF_DSYNC, RWF_SYNC, RWF_NOWAIT, RWF_APPEND, RWF_NOAPPEND = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
 RWF_SUPPORTED = 0x3F                 # the preadv2/pwritev2 flags a guest file (a pipe, a socket) takes
 TIMESPEC = struct.Struct("<qq")      # struct timespec (x86-64)
@@ -124,12 +125,17 @@ def sys_pread64(k: Kernel, p: Process, fd: int, buf: int, count: int, offset: in
     return len(data)
 
 
-def iovecs(k: Kernel, p: Process, iov: int, iovcnt: int, layout: struct.Struct = IOV) -> list[tuple[int, int]]:
-    """The (base, length) pairs of a user iovec array (of the ABI's struct iovec `layout`)."""
-    if signed32(iovcnt) < 0 or iovcnt > 1024:
+def iovecs(k: Kernel, p: Process, iov: int, iovcnt: int, bits: int = 64) -> list[tuple[int, int]]:
+    """The (base, length) pairs of a user iovec array of the `bits`-bit ABI: EINVAL for more than UIO_MAXIOV
+    of them, or a length negative as that ABI's ssize_t."""
+    if signed32(iovcnt) < 0 or iovcnt > UIO_MAXIOV:
         raise SysError(errno.EINVAL)
-    raw = k.copyin(p, iov, layout.size * iovcnt)
-    return [layout.unpack_from(raw, i * layout.size) for i in range(iovcnt)]
+    layout = IOVEC[bits]
+    raw = k.copyin(p, iov, layout.size * iovcnt) if iovcnt else b""
+    vectors = [layout.unpack_from(raw, i * layout.size) for i in range(iovcnt)]
+    if any(length >> (bits - 1) for _, length in vectors):
+        raise SysError(errno.EINVAL)
+    return vectors
 
 
 def read_vectors(k: Kernel, p: Process, f, vectors: list[tuple[int, int]]) -> int:
@@ -191,11 +197,11 @@ def guest_flags(f: File, flags: int, io: Callable[[], int]) -> int:
 
 
 def preadv_file(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int, offset: int | None, flags: int = 0,
-                load: Callable[..., list[tuple[int, int]]] = iovecs) -> int:
-    """preadv, preadv2: read into the buffers of the iovec array (read with `load`: the ABI's layout) in
+                bits: int = 64) -> int:
+    """preadv, preadv2: read into the buffers of the iovec array (of the `bits`-bit ABI's layout) in
     turn, at offset (None: the file position, as readv), with RWF_* flags; the bytes read."""
     f = positioned_file(p, fd, offset, os.O_RDONLY)
-    vectors = load(k, p, iov, iovcnt)
+    vectors = iovecs(k, p, iov, iovcnt, bits)
     if not isinstance(f, HostFile):
         return guest_flags(f, flags, lambda: read_vectors(k, p, f, vectors))
     if offset is None and not flags:
@@ -211,11 +217,11 @@ def preadv_file(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int, offset: i
 
 
 def pwritev_file(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int, offset: int | None, flags: int = 0,
-                 load: Callable[..., list[tuple[int, int]]] = iovecs) -> int:
-    """pwritev, pwritev2: write the buffers of the iovec array (read with `load`) at offset (None: the
+                 bits: int = 64) -> int:
+    """pwritev, pwritev2: write the buffers of the iovec array (of the `bits`-bit ABI) at offset (None: the
     file position, as writev), with RWF_* flags; the bytes written."""
     f = positioned_file(p, fd, offset, os.O_WRONLY)
-    data = gather(k, p, load(k, p, iov, iovcnt))
+    data = gather(k, p, iovecs(k, p, iov, iovcnt, bits))
     if not data:
         return 0
     if not isinstance(f, HostFile):

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Callable
 
 from osmodel.files import POLLERR, POLLHUP, POLLIN, POLLOUT, Block, File, SysError
 from osmodel.syscall import AT_FDCWD, signed32, syscall, syscall32
-from osmodel.sysfile import MAX_IO, install_pair, namei
+from osmodel.sysfile import MAX_IO, UIO_MAXIOV, install_pair, iovecs, namei, scatter
 from osmodel.sysproc import sys_getegid, sys_geteuid
 
 if TYPE_CHECKING:
@@ -64,7 +64,6 @@ SO_SNDBUF, SO_RCVBUF, SO_KEEPALIVE, SO_OOBINLINE = 7, 8, 9, 10
 SO_PEERCRED, SO_ACCEPTCONN, SO_PROTOCOL, SO_DOMAIN = 17, 30, 38, 39
 BOOL_OPTIONS = (SO_DEBUG, SO_REUSEADDR, SO_DONTROUTE, SO_BROADCAST, SO_KEEPALIVE, SO_OOBINLINE)  # no effect on AF_UNIX
 POLLRDHUP = 0x2000
-UIO_MAXIOV = 1024
 SUN_PATH_OFFSET = 2                       # offsetof(struct sockaddr_un, sun_path)
 SOCKADDR_UN_SIZE = 110
 SOCKADDR_STORAGE_SIZE = 128
@@ -83,7 +82,6 @@ AUTOBIND_NAMES = 0x100000                 # autobind's names: 5 hex digits
 # struct msghdr, struct cmsghdr and struct mmsghdr of each ABI: (layout, alignment of a cmsg).
 MSGHDR = {64: struct.Struct("<QI4xQQQQi4x"), 32: struct.Struct("<IIIIIIi")}
 CMSGHDR = {64: struct.Struct("<Qii"), 32: struct.Struct("<Iii")}
-IOVEC = {64: struct.Struct("<QQ"), 32: struct.Struct("<II")}
 MMSG_SIZE = {64: 64, 32: 32}              # sizeof(struct mmsghdr): msghdr, msg_len, padding
 
 
@@ -928,12 +926,7 @@ def read_iovecs(k: Kernel, p: Process, iov: int, count: int, bits: int) -> list[
     """A msghdr's iovec array (EMSGSIZE beyond UIO_MAXIOV, EINVAL for a negative length)."""
     if count > UIO_MAXIOV:
         raise SysError(errno.EMSGSIZE)
-    layout = IOVEC[bits]
-    raw = k.copyin(p, iov, layout.size * count) if count else b""
-    vectors = [layout.unpack_from(raw, i * layout.size) for i in range(count)]
-    if any(length >> (bits - 1) for _, length in vectors):
-        raise SysError(errno.EINVAL)
-    return vectors
+    return iovecs(k, p, iov, count, bits)
 
 
 def control_files(k: Kernel, p: Process, control: int, length: int, bits: int) -> list[File] | None:
@@ -1020,12 +1013,7 @@ def receive_msghdr(k: Kernel, p: Process, sock: Socket, msg: int, flags: int, no
     vectors = read_iovecs(k, p, iov, iovlen, p.bits)
     total = min(sum(length for _, length in vectors), MAX_IO)
     data, files, result, msg_flags, sender = sock.receive(total, flags, nonblock)
-    at = 0
-    for base, length in vectors:
-        if at >= len(data):
-            break
-        k.copyout(p, base, data[at:at + length])
-        at += length
+    scatter(k, p, vectors, data)
     used, ctrunc = install_files(k, p, files, control, controllen, bool(flags & MSG_CMSG_CLOEXEC)) \
         if files else (0, False)
     if ctrunc:
