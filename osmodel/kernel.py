@@ -37,6 +37,7 @@ from osmodel.pagecache import FileBacking, PageCache
 from osmodel.syscall import ABI_32, ABI_64, dispatch   # before sigframe: it loads every handler module, then
                                                       # the i386 table, which shares their handlers
 from osmodel.sigframe import NO_ALTSTACK, SIGWAIT_CALLS, deliver, siginfo, trap_siginfo
+from osmodel.syssignalfd import wake_readers
 from osmodel.systime import cpu_timer_left, exec_timers, exit_timers, expire_cpu_timers
 from osmodel.vfs import FileSystem
 from osmodel.signals import IGNORED_BY_DEFAULT, SIGCHLD, SIGKILL, SIGSEGV, signal_for_interrupt
@@ -567,22 +568,25 @@ class Kernel:
         self.cpu.flush_tlb(aspace.asid, reason)
 
     def signal(self, proc: Process, sig: int, sender: Process | None = None, info: bytes | None = None) -> None:
-        """Send sig to proc. An ignored signal is dropped; an unblocked one whose action is the default
-        terminates at once; otherwise it pends until delivered (osmodel.sigframe), and a process asleep
-        in a system call is woken for a handled one (its call then returns EINTR or restarts)."""
+        """Send sig to proc. An ignored signal is dropped unless blocked; an unblocked one whose action is
+        the default terminates at once; otherwise it pends until delivered (osmodel.sigframe), and a process
+        asleep in a system call is woken for a handled one (its call then returns EINTR or restarts), or
+        for any if it waits on a signalfd (osmodel.syssignalfd)."""
         if sig == 0 or not proc.alive:
             return
         bit = 1 << (sig - 1)
         if sig != SIGKILL:
             handler = proc.handler(sig)
-            if handler == SIG_IGN or (handler == SIG_DFL and sig in IGNORED_BY_DEFAULT):
+            blocked = proc.sigmask & bit        # never ignored: the action may change before it is unblocked
+            if not blocked and (handler == SIG_IGN or (handler == SIG_DFL and sig in IGNORED_BY_DEFAULT)):
                 return
-            if proc.sigmask & bit or handler != SIG_DFL:
+            if blocked or handler != SIG_DFL:
                 proc.pending |= bit
                 if info is None and sender is not None:
                     info = siginfo(sig, pid=sender.pid, uid=os.getuid())
                 if info is not None:
                     proc.siginfo[sig] = info
+                wake_readers(self, proc)
                 if proc.state == SLEEPING and ((not proc.sigmask & bit and proc.sleeping_in != "vfork")
                                                or (proc.sigwait & bit and proc.sleeping_in in SIGWAIT_CALLS)):
                     proc.state = RUNNABLE

@@ -244,5 +244,5 @@ def format_result(kernel: Kernel, proc: Process, entry: Syscall | None, args: li
 
 
 # The handlers register themselves on import.
-from osmodel import sigframe, sysfile, sysfs, syslock, sysmem, sysmisc, sysnotify, syspoll, sysproc, syssock, systime  # noqa: E402,F401
+from osmodel import sigframe, sysfile, sysfs, syslock, sysmem, sysmisc, sysnotify, syspoll, sysproc, syssignalfd, syssock, systime  # noqa: E402,F401
 from osmodel import sys32  # noqa: E402,F401  (after the others: it shares their handlers)
