@@ -21,6 +21,7 @@ SIGNALFD = r"""
 #include <sys/select.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -28,6 +29,12 @@ SIGNALFD = r"""
 
 static struct signalfd_siginfo si[4];
 static sigset_t chld;
+
+static volatile int terms;
+
+static void on_term(int sig) {
+    terms += sig == SIGTERM;
+}
 
 static void nap(long ms) {
     struct timespec ts = {0, ms * 1000000};
@@ -193,6 +200,34 @@ int main(void) {
     }
     waitpid(child, 0, 0);
     take("parent's", fd, sizeof si, self);
+
+    /* A POSIX timer's signal (SI_TIMER: its id, overruns and value), ITIMER_REAL's (SIGALRM, SI_KERNEL), and a handled
+       signal interrupting a blocking read. */
+    sigset_t timers;
+    sigemptyset(&timers); sigaddset(&timers, SIGRTMIN); sigaddset(&timers, SIGALRM);
+    sigprocmask(SIG_BLOCK, &timers, 0);
+    int tfd = signalfd(-1, &timers, 0);
+    struct sigevent sev = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGRTMIN, .sigev_value.sival_int = 9};
+    timer_t timer;
+    timer_create(CLOCK_MONOTONIC, &sev, &timer);
+    struct itimerspec its = {{0, 0}, {0, 10000000}};
+    timer_settime(timer, 0, &its, 0);
+    take("timer", tfd, sizeof si, 0);
+    printf("timer id matches: %d\n", si[0].ssi_tid == (unsigned)(long)timer);
+    struct itimerval real = {{0, 0}, {0, 20000}};
+    setitimer(ITIMER_REAL, &real, 0);
+    take("ITIMER_REAL", tfd, sizeof si, 0);
+    struct sigaction sa = {.sa_handler = on_term};        /* no SA_RESTART */
+    sigaction(SIGTERM, &sa, 0);
+    fflush(stdout);
+    if ((child = fork()) == 0) {
+        nap(50);
+        kill(self, SIGTERM);
+        _exit(0);
+    }
+    take("interrupted", tfd, sizeof si, 0);
+    printf("handler ran: %d\n", terms);
+    reap(child);
 
     /* Errors. */
     int pipes[2];
