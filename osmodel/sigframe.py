@@ -601,9 +601,23 @@ def suspend(k: Kernel, p: Process, mask: int) -> int:
     if p.saved_sigmask is None:
         p.saved_sigmask = p.sigmask
     p.sigmask = mask & ~UNBLOCKABLE
+    discard_ignored(p)
     if next_signal(p):
         raise SysError(errno.EINTR)
     raise Block(("signal", p.pid))
+
+
+def discard_ignored(p: Process) -> None:
+    """Drop the pending signals that are no longer blocked and whose action ignores them (they pended
+    while blocked; delivery would drop them too, and they must not end a wait as Linux's do not)."""
+    ready = p.pending & ~p.sigmask
+    while ready:
+        sig = (ready & -ready).bit_length()
+        ready &= ready - 1
+        handler = action(p, sig)[0]
+        if handler == SIG_IGN or (handler == SIG_DFL and sig in IGNORED_BY_DEFAULT):
+            p.pending &= ~bit(sig)
+            p.siginfo.pop(sig, None)
 
 
 @syscall("pause")

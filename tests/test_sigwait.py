@@ -93,10 +93,45 @@ int main(void) {
 """
 
 
+IGNORED_PENDING = r"""
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t handled;
+static void on_usr2(int sig) { handled = sig; }
+
+/* A SIGCHLD that pended while blocked, its action being the default (ignore), must not end a
+   sigsuspend that unblocks it: only the handled SIGUSR2 sent later does. */
+int main(void) {
+    sigset_t blocked, none;
+    sigemptyset(&blocked);
+    sigaddset(&blocked, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &blocked, 0);
+    signal(SIGUSR2, on_usr2);
+    if (fork() == 0)
+        _exit(0);
+    usleep(200000);
+    pid_t parent = getpid();
+    if (fork() == 0) {
+        usleep(200000);
+        kill(parent, SIGUSR2);
+        _exit(0);
+    }
+    sigemptyset(&none);
+    int r = sigsuspend(&none);
+    printf("sigsuspend %d %s, after the handler of %d\n", r, strerror(errno), handled);
+    return 0;
+}
+"""
+
+
 @pytest.fixture(scope="module")
 def programs(tmp_path_factory):
     out = tmp_path_factory.mktemp("sigwait")
-    built = compile_static({"sigwait": (SIGWAIT, ("-pthread",))}, out)
+    built = compile_static({"sigwait": (SIGWAIT, ("-pthread",)), "ignored": IGNORED_PENDING}, out)
     built.update(compile_static({"sigwait-i386": (SIGWAIT, ("-pthread",))}, out, flags=("-m32",)))
     return built
 
@@ -104,3 +139,7 @@ def programs(tmp_path_factory):
 @pytest.mark.parametrize("name", ["sigwait", "sigwait-i386"])
 def test_sigwait_family_matches_native(programs, name):
     same_as_native([programs[name]], timeout=60)
+
+
+def test_an_ignored_signal_pending_while_blocked_does_not_end_sigsuspend(programs):
+    same_as_native([programs["ignored"]], timeout=60)
