@@ -22,10 +22,12 @@ Environment variables:
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -181,7 +183,19 @@ def compile_static(sources: dict[str, str | tuple[str, tuple[str, ...]]], out: P
             hint = " (gcc-multilib for -m32?)" if "-m32" in flags else " (no static libc?)"
             pytest.skip(f"gcc {' '.join(flags)} -static {name}.c failed{hint}: {log[-500:]}")
         paths[name] = exe
+    if "-m32" in flags and not host_runs_i386(gcc):
+        pytest.skip("this host does not run i386 programs natively (no IA32 emulation): no oracle")
     return paths
+
+
+@functools.lru_cache(maxsize=None)
+def host_runs_i386(gcc: str) -> bool:
+    """Whether the host kernel runs a static i386 program (IA32 emulation), the oracle of the -m32 tests."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src, exe = Path(tmp) / "probe.c", Path(tmp) / "probe"
+        src.write_text("int main(void) { return 42; }\n")
+        subprocess.run([gcc, "-m32", "-static", "-o", str(exe), str(src)], capture_output=True, timeout=300)
+        return exe.exists() and subprocess.run([str(exe)], timeout=60).returncode == 42
 
 
 def stack_word(stack, addr: int, size: int = 8) -> int:

@@ -378,12 +378,8 @@ def programs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def programs32(tmp_path_factory):
     """The same programs built with gcc -m32 -static (skipped without a 32-bit toolchain or IA32 emulation)."""
-    paths = compile_static({**SOURCES, "outside": OUTSIDE_C}, tmp_path_factory.mktemp("inotify32"),
+    return compile_static({**SOURCES, "outside": OUTSIDE_C}, tmp_path_factory.mktemp("inotify32"),
                            flags=("-m32",))
-    probe = subprocess.run([paths["calls"]], capture_output=True, timeout=60)
-    if probe.returncode < 0 or b"proc link" not in probe.stdout:
-        pytest.skip("this host does not run i386 programs natively (no IA32 emulation)")
-    return paths
 
 
 def check(path: str) -> bytes:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 
 import pytest
 
@@ -458,11 +457,7 @@ def programs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def programs32(tmp_path_factory):
     """The same programs built with gcc -m32 -static (skipped without a 32-bit toolchain or IA32 emulation)."""
-    paths = compile_static(SOURCES, tmp_path_factory.mktemp("poll32"), flags=("-m32",))
-    probe = subprocess.run([paths["eventfd"]], capture_output=True, timeout=60)
-    if probe.returncode < 0 or b"semaphore read" not in probe.stdout:
-        pytest.skip("this host does not run i386 programs natively (no IA32 emulation)")
-    return paths
+    return compile_static(SOURCES, tmp_path_factory.mktemp("poll32"), flags=("-m32",))
 
 
 def check(path: str) -> None:

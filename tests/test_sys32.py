@@ -11,7 +11,6 @@ emulation), which is the oracle.
 """
 from __future__ import annotations
 
-import subprocess
 
 import pytest
 
@@ -743,11 +742,7 @@ SOURCES = {"proc32": (PROC_C, ()), "time32": (TIME_C, ()), "files32": (FILES_C, 
 @pytest.fixture(scope="module")
 def programs(tmp_path_factory):
     """name -> path of each program above, built with gcc -m32 -static (the module is skipped without one)."""
-    paths = compile_static(SOURCES, tmp_path_factory.mktemp("sys32"), flags=("-m32",))
-    probe = subprocess.run([paths["proc32"]], capture_output=True, timeout=60)
-    if probe.returncode < 0 or b"wait4" not in probe.stdout:
-        pytest.skip("this host does not run i386 programs natively (no IA32 emulation)")
-    return paths
+    return compile_static(SOURCES, tmp_path_factory.mktemp("sys32"), flags=("-m32",))
 
 
 def native_stdout(path: str, *options: str) -> bytes:
