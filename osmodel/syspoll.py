@@ -15,10 +15,11 @@ import select as hostselect
 import stat as statmod
 import struct
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 from osmodel.files import (MAX_FDS, O_CLOEXEC, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI, AnyOf, Block,
                            File, HostFile, PipeEnd, SysError)
+from osmodel.sigframe import UNBLOCKABLE, discard_ignored, next_signal
 from osmodel.syscall import signed32, syscall, syscall32
 from osmodel.sysfile import TIMESPEC
 
@@ -31,6 +32,7 @@ POLLFD = struct.Struct("<ihh")
 TIMEVAL = struct.Struct("<qq")                # struct timeval (x86-64): tv_sec, tv_usec
 SIGSET_ARGPACK = struct.Struct("<QQ")         # pselect6's last argument: sigset pointer and size
 SIGSET_SIZE = 8                               # sizeof(sigset_t) in the kernel
+T = TypeVar("T")
 POLLRDNORM, POLLRDBAND, POLLWRNORM, POLLWRBAND = 0x40, 0x80, 0x100, 0x200
 POLL_BITS = 0xFFFF                            # the events a file's poll can report
 HOST_POLL_TICK = 0.01                         # how often a sleeper re-polls host files it watches with guest ones
@@ -148,11 +150,10 @@ def sys_poll(k: Kernel, p: Process, fds: int, nfds: int, timeout: int) -> int:
 @syscall("ppoll", "puppu")
 def sys_ppoll(k: Kernel, p: Process, fds: int, nfds: int, tsp: int, sigmask: int, sigsetsize: int,
               timespec: struct.Struct = TIMESPEC) -> int:
-    """ppoll: a timespec timeout, updated to the time left (not a zero one); the signal mask's size is
-    checked, the mask itself is not applied during the wait."""
+    """ppoll: a timespec timeout, updated to the time left (not a zero one); the signal mask is the
+    process's while it waits."""
     timeout = pselect_timeout(*timespec.unpack(k.copyin(p, tsp, timespec.size))) if tsp else None
-    check_sigmask(k, p, sigmask, sigsetsize)
-    count, left = poll_files(k, p, fds, nfds, timeout)
+    count, left = with_sigmask(k, p, sigmask, sigsetsize, lambda: poll_files(k, p, fds, nfds, timeout))
     if tsp and timeout:
         k.copyout(p, tsp, timespec.pack(*split_time(left, 10**9)))
     return count
@@ -188,12 +189,37 @@ def poll_files(k: Kernel, p: Process, fds: int, nfds: int, timeout: float | None
     return count, left
 
 
-def check_sigmask(k: Kernel, p: Process, sigmask: int, sigsetsize: int) -> None:
-    """A signal mask argument: EINVAL unless its size is the kernel's sigset_t, EFAULT if unreadable."""
+def with_sigmask(k: Kernel, p: Process, sigmask: int, sigsetsize: int, wait: Callable[[], T]) -> T:
+    """wait() with the call's signal mask argument (if any) as the process's mask, as Linux's
+    set_user_sigmask: EINVAL unless its size is sigset_t's; EINTR at once if a signal it unblocks is
+    pending (its handler then runs, and sigreturn puts the old mask back, as when such a signal ends the
+    wait); the old mask is back when the call returns any other way."""
     if sigmask:
         if sigsetsize != SIGSET_SIZE:
             raise SysError(errno.EINVAL)
-        k.copyin(p, sigmask, SIGSET_SIZE)
+        (mask,) = struct.unpack("<Q", k.copyin(p, sigmask, SIGSET_SIZE))
+        if p.saved_sigmask is None:
+            p.saved_sigmask = p.sigmask
+        p.sigmask = mask & ~UNBLOCKABLE
+        discard_ignored(p)
+        if next_signal(p):
+            raise SysError(errno.EINTR)
+    try:
+        result = wait()
+    except Block:
+        raise
+    except BaseException:
+        restore_sigmask(p, sigmask)
+        raise
+    restore_sigmask(p, sigmask)
+    return result
+
+
+def restore_sigmask(p: Process, sigmask: int) -> None:
+    """Put back the mask a call's own signal mask replaced (none if it had none)."""
+    if sigmask and p.saved_sigmask is not None:
+        p.sigmask = p.saved_sigmask
+        p.saved_sigmask = None
 
 
 # -- select ---
@@ -226,12 +252,11 @@ def do_select(k: Kernel, p: Process, nfds: int, sets: tuple[int, int, int], tvp:
 
 def do_pselect(k: Kernel, p: Process, nfds: int, sets: tuple[int, int, int], tsp: int, sig: int,
                timespec: struct.Struct, argpack: struct.Struct, word: int) -> int:
-    """pselect6: a timespec timeout (updated to the time left) and a {sigset pointer, size} pack (`argpack`),
-    whose size is checked; the mask is not applied during the wait (as ppoll)."""
+    """pselect6: a timespec timeout (updated to the time left) and a {sigset pointer, size} pack (`argpack`)
+    giving the signal mask while it waits (as ppoll)."""
     timeout = pselect_timeout(*timespec.unpack(k.copyin(p, tsp, timespec.size))) if tsp else None
-    if sig:
-        check_sigmask(k, p, *argpack.unpack(k.copyin(p, sig, argpack.size)))
-    count, left = select_files(k, p, nfds, sets, timeout, word)
+    sigmask, sigsetsize = argpack.unpack(k.copyin(p, sig, argpack.size)) if sig else (0, 0)
+    count, left = with_sigmask(k, p, sigmask, sigsetsize, lambda: select_files(k, p, nfds, sets, timeout, word))
     if tsp and timeout:
         k.copyout(p, tsp, timespec.pack(*split_time(left, 10**9)))
     return count
@@ -607,10 +632,10 @@ def sys_epoll_wait(k: Kernel, p: Process, epfd: int, events: int, maxevents: int
 @syscall("epoll_pwait", "dpddpu")
 def sys_epoll_pwait(k: Kernel, p: Process, epfd: int, events: int, maxevents: int, timeout: int,
                     sigmask: int, sigsetsize: int) -> int:
-    """epoll_wait with a signal mask, whose size is checked; the mask is not applied during the wait (as ppoll)."""
+    """epoll_wait with a signal mask for the wait (as ppoll)."""
     ms = signed32(timeout)
-    check_sigmask(k, p, sigmask, sigsetsize)
-    return epoll_wait(k, p, epfd, events, maxevents, ms / 1000 if ms >= 0 else None)
+    return with_sigmask(k, p, sigmask, sigsetsize,
+                        lambda: epoll_wait(k, p, epfd, events, maxevents, ms / 1000 if ms >= 0 else None))
 
 
 @syscall32("epoll_pwait2", "dpdppu")
@@ -619,8 +644,7 @@ def sys_epoll_pwait2(k: Kernel, p: Process, epfd: int, events: int, maxevents: i
                      sigmask: int, sigsetsize: int) -> int:
     """epoll_pwait with a struct __kernel_timespec timeout (NULL: none), on both ABIs."""
     timeout = pselect_timeout(*TIMESPEC.unpack(k.copyin(p, tsp, TIMESPEC.size))) if tsp else None
-    check_sigmask(k, p, sigmask, sigsetsize)
-    return epoll_wait(k, p, epfd, events, maxevents, timeout)
+    return with_sigmask(k, p, sigmask, sigsetsize, lambda: epoll_wait(k, p, epfd, events, maxevents, timeout))
 
 
 def epoll_wait(k: Kernel, p: Process, epfd: int, events: int, maxevents: int, timeout: float | None) -> int:

@@ -550,3 +550,83 @@ def test_proc_fd_links_name_each_kind_of_file(tmp_path):
     """/proc/self/fd/N of a pipe, socket, eventfd, epoll and timerfd names it as Linux does."""
     built = compile_static({"fdlinks": FD_LINKS}, tmp_path)
     same_as_native([built["fdlinks"]])
+
+
+SIGMASK_WAIT = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t reaped;
+static void on_chld(int sig) { reaped++; }
+
+/* The race-free wait for a child: SIGCHLD blocked, then a wait that unblocks it for its duration only.
+   The child's exit must end the wait with EINTR after the handler ran, the mask outside the wait must
+   be the blocked one again, and a SIGCHLD already pending ends the next wait at once. */
+static void child_exits_soon(void) {
+    if (fork() == 0) {
+        usleep(100000);
+        _exit(0);
+    }
+}
+
+static void report(const char *name, int r) {
+    sigset_t now;
+    sigprocmask(SIG_SETMASK, 0, &now);
+    printf("%s: %d %s, handler ran %d, SIGCHLD blocked after: %d\n", name, r, r < 0 ? strerrorname_np(errno) : "",
+           reaped, sigismember(&now, SIGCHLD));
+    while (waitpid(-1, 0, WNOHANG) > 0)
+        ;
+    reaped = 0;
+}
+
+int main(void) {
+    int p[2];
+    pipe(p);
+    sigset_t blocked, open_mask;
+    sigemptyset(&blocked);
+    sigaddset(&blocked, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &blocked, &open_mask);
+    struct sigaction sa = {.sa_handler = on_chld};
+    sigaction(SIGCHLD, &sa, 0);
+
+    struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+    child_exits_soon();
+    report("ppoll", ppoll(&pfd, 1, 0, &open_mask));
+
+    fd_set in;
+    FD_ZERO(&in);
+    FD_SET(p[0], &in);
+    child_exits_soon();
+    report("pselect", pselect(p[0] + 1, &in, 0, 0, 0, &open_mask));
+
+    int ep = epoll_create1(0);
+    struct epoll_event ev = {.events = EPOLLIN};
+    epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev);
+    child_exits_soon();
+    report("epoll_pwait", epoll_pwait(ep, &ev, 1, -1, &open_mask));
+
+    child_exits_soon();
+    usleep(300000);                       /* SIGCHLD now pends, blocked */
+    struct timespec never = {10, 0};
+    report("ppoll with it pending", ppoll(&pfd, 1, &never, &open_mask));
+
+    write(p[1], "x", 1);
+    report("ppoll ready", ppoll(&pfd, 1, 0, &open_mask));
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("flags", [(), ("-m32",)], ids=["x86-64", "i386"])
+def test_ppoll_pselect_epoll_pwait_apply_their_signal_mask(tmp_path, flags):
+    """The signal mask of ppoll, pselect6 and epoll_pwait is the process's for the wait only."""
+    built = compile_static({"sigmask": SIGMASK_WAIT}, tmp_path, flags=flags)
+    same_as_native([built["sigmask"]], timeout=60)
