@@ -178,8 +178,8 @@ def run(program, args, phys_mem, stack_limit, seed, strace, env_set, unset, igno
         tlb_entries, tlb_ways, tlb_policy, stats, trace_faults, trace_tlb, trace_limit, dump_maps, dump_pagetable,
         dump_frames, tlb_exact, itlb, dtlb, stlb, fault_around, paging, aslr, quantum, root, read_only, timeout, max_insns,
         max_procs):
-    """Run the Linux x86-64 or i386 ELF PROGRAM with ARGS on an emulated machine whose every memory access goes
-    through run-elf's own page tables, TLB and page-fault handler.
+    """Run the Linux x86-64 or i386 ELF PROGRAM (or #! script) with ARGS on an emulated machine whose every
+    memory access goes through run-elf's own page tables, TLB and page-fault handler.
 
     The guest gets this process's standard input, output and error and (unless changed with -e/-u/-i)
     its environment. run-elf exits with the guest's exit status, or 128+N when a signal N killed it,

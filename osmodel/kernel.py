@@ -18,6 +18,7 @@ import itertools
 import os
 import random
 import select
+import stat
 import struct
 import sys
 import time
@@ -85,6 +86,20 @@ class Config:
     paging: str = "2level"                # 32-bit programs' page tables: i386 two-level, or "pae" (with NX)
     strace: TextIO | None = None
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
+
+
+def shebang(head: bytes, path: str, argv: list[bytes]) -> tuple[str, list[bytes]] | None:
+    """For a file whose first bytes `head` are a #! line, as Linux's binfmt_script: (the interpreter's
+    path, its argv: the interpreter, its one optional argument, the script's path, the script's
+    arguments); None for any other file; SysError(ENOEXEC) for an empty #! line."""
+    if not head.startswith(b"#!"):
+        return None
+    line = head[2:].split(b"\n", 1)[0].strip()
+    if not line:
+        raise SysError(errno.ENOEXEC)
+    interp, _, arg = line.replace(b"\t", b" ").partition(b" ")
+    arg = arg.strip()
+    return os.fsdecode(interp), [interp] + ([arg] if arg else []) + [os.fsencode(path)] + argv[1:]
 
 
 @dataclass(order=True)
@@ -212,8 +227,14 @@ class Kernel:
     def spawn(self, path: str, argv: list[bytes], envp: list[bytes], stdio: tuple[int, int, int] = (0, 1, 2)) -> Process:
         """Create pid 1 running the guest path `path` with the given standard descriptors; LoadError if it cannot load."""
         cwd = os.getcwd() if self.fs.root is None else "/"
-        guest, host = self.fs.resolve(path, cwd)
-        image = load_image(host)
+        program = path
+        path, host, argv = self._follow_scripts(path, argv, cwd)
+        try:
+            image = load_image(host)
+        except LoadError as err:
+            if path == program:
+                raise
+            raise LoadError(f"its #! interpreter {path}: {err}") from None
         files = FdTable()
         for fd, host in enumerate(stdio):
             try:
@@ -232,6 +253,25 @@ class Kernel:
         self.cpu.switch_to(proc.aspace.pagetable.root, proc.aspace.asid, proc.aspace.fmt)
         self.load_tls(proc)
         return proc
+
+    def _follow_scripts(self, path: str, argv: list[bytes], cwd: str) -> tuple[str, str, list[bytes]]:
+        """pid 1's program as execve would run it: #! lines followed to the file that runs; (its guest
+        path, host path, argv). LoadError for an empty #! line or interpreters nested too deeply."""
+        for _ in range(MAX_INTERP_DEPTH + 1):
+            host = self.fs.resolve(path, cwd)[1]
+            try:
+                if not stat.S_ISREG(os.stat(host).st_mode):
+                    return path, host, argv            # a FIFO or device is never opened: load_image refuses it
+                with open(host, "rb") as f:
+                    script = shebang(f.read(BINPRM_BUF_SIZE), path, argv)
+            except OSError:
+                return path, host, argv                # load_image says what is wrong with it
+            except SysError:
+                raise LoadError("empty #! line") from None
+            if script is None:
+                return path, host, argv
+            path, argv = script
+        raise LoadError(f"#! interpreters nested more than {MAX_INTERP_DEPTH} deep")
 
     def _discard(self, proc: Process) -> None:
         """Undo a process that never ran (its image could not be set up)."""
@@ -357,17 +397,11 @@ class Kernel:
         if os.path.isdir(host) or not os.access(host, os.X_OK):
             raise SysError(errno.EACCES)
         with open(host, "rb") as f:
-            head = f.read(BINPRM_BUF_SIZE)
-        if head.startswith(b"#!"):
+            script = shebang(f.read(BINPRM_BUF_SIZE), path, argv)
+        if script is not None:
             if depth >= MAX_INTERP_DEPTH:
                 raise SysError(errno.ELOOP)
-            line = head[2:].split(b"\n", 1)[0].strip()
-            if not line:
-                raise SysError(errno.ENOEXEC)
-            interp, _, arg = line.replace(b"\t", b" ").partition(b" ")
-            arg = arg.strip()
-            new_argv = [interp] + ([arg] if arg else []) + [os.fsencode(path)] + argv[1:]
-            return self.execve(proc, os.fsdecode(interp), new_argv, envp, depth + 1)
+            return self.execve(proc, *script, envp, depth + 1)
         for thread in self.threads(proc):       # de_thread: exec leaves the caller alone in its group
             if thread.leader is not None:
                 self.exit_thread(thread)

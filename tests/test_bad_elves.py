@@ -177,13 +177,23 @@ def test_text_file_is_126():
     assert_cannot_load(run_elf_cli(["README.md"]), "README.md", "not an ELF file")
 
 
-def test_shell_script_is_126(tmp_path):
-    """PROGRAM must be an ELF file: run-elf does not run #! scripts itself (a guest's execve does)."""
+def test_empty_shebang_is_126(tmp_path):
+    """A #! line naming no interpreter cannot run (execve's ENOEXEC)."""
     path = tmp_path / "script.sh"
-    path.write_text("#!/bin/sh\necho should not run\n")
+    path.write_text("#!\necho should not run\n")
     path.chmod(0o755)
-    why = assert_cannot_load(run_elf_cli([path]), str(path))
-    assert "not an ELF file" in why
+    assert_cannot_load(run_elf_cli([path]), str(path), "empty #! line")
+
+
+def test_script_whose_interpreter_is_not_elf_is_126(tmp_path):
+    """A #! script runs through its interpreter, which must itself load (here: a text file)."""
+    interp = tmp_path / "interp"
+    interp.write_text("just text\n")
+    interp.chmod(0o755)
+    path = tmp_path / "script.sh"
+    path.write_text(f"#!{interp}\n")
+    path.chmod(0o755)
+    assert_cannot_load(run_elf_cli([path]), str(path), "not an ELF file")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")

@@ -241,3 +241,17 @@ def test_no_frame_leaked(name, build):
     got = drive(path)
     assert (got["stdout"].encode(), got["status"]) == tuple(native)
     assert_frames_returned(got)
+
+
+def test_a_script_as_program_runs_through_its_interpreter(tmp_path):
+    """PROGRAM may be a #! script, run as execve runs one: the interpreter with its one argument, then the
+    script's path and arguments; a script may name another script as its interpreter."""
+    inner = tmp_path / "inner.sh"
+    inner.write_text('#!/bin/sh -e\necho "inner: $0 $*"\nexit 7\n')
+    outer = tmp_path / "outer"
+    outer.write_text(f"#!{inner} from-outer\n")
+    for script in (inner, outer):
+        script.chmod(0o755)
+    for argv in ([str(inner), "a", "b c"], [str(outer), "x"]):
+        native, _ = same_as_native(argv)
+        assert native.status == 7 and native.stdout.startswith(b"inner: ")
