@@ -37,7 +37,8 @@ from osmodel.process import RUNNABLE, SIG_DFL, SIG_IGN, SLEEPING, ZOMBIE, Proces
 from osmodel.pagecache import FileBacking, PageCache
 from osmodel.syscall import ABI_32, ABI_64, dispatch   # before sigframe: it loads every handler module, then
                                                       # the i386 table, which shares their handlers
-from osmodel.sigframe import NO_ALTSTACK, SIGWAIT_CALLS, deliver, siginfo, trap_siginfo
+from osmodel.sigframe import (NO_ALTSTACK, SIGWAIT_CALLS, deliver, deliverable, siginfo, trap_siginfo, waits_for,
+                              wants_signal)
 from osmodel.syssignalfd import wake_readers
 from osmodel.systime import cpu_timer_left, exec_timers, exit_timers, expire_cpu_timers
 from osmodel.vfs import FileSystem
@@ -556,6 +557,8 @@ class Kernel:
         exit_timers(proc)
         proc.state = ZOMBIE
         proc.channel = None
+        proc.shared_pending = 0
+        proc.shared_siginfo.clear()
         proc.peak_resident = max(proc.peak_resident, proc.aspace.peak_resident)
         proc.table_pages = proc.aspace.pagetable.table_pages
         proc.files.users -= 1
@@ -574,7 +577,8 @@ class Kernel:
             self.wakeup(parent)
             killed = signal is not None
             self.signal(parent, SIGCHLD, info=siginfo(SIGCHLD, code=2 if killed else 1, pid=proc.pid,
-                                                      uid=os.getuid(), status=signal if killed else code or 0))
+                                                      uid=os.getuid(), status=signal if killed else code or 0),
+                        group=True)
         if proc is self.current:
             self.cpu.stop()
 
@@ -601,12 +605,17 @@ class Kernel:
         aspace.release()
         self.cpu.flush_tlb(aspace.asid, reason)
 
-    def signal(self, proc: Process, sig: int, sender: Process | None = None, info: bytes | None = None) -> None:
-        """Send sig to proc. An ignored signal is dropped unless blocked; an unblocked one whose action is
-        the default terminates at once; otherwise it pends until delivered (osmodel.sigframe), and a process
-        asleep in a system call is woken for a handled one (its call then returns EINTR or restarts), or
-        for any if it waits on a signalfd (osmodel.syssignalfd)."""
+    def signal(self, proc: Process, sig: int, sender: Process | None = None, info: bytes | None = None,
+               group: bool = False) -> None:
+        """Send sig to thread proc (with `group`, to its whole thread group: see signal_group). An ignored
+        signal is dropped unless blocked; an unblocked one whose action is the default terminates at once;
+        otherwise it pends until delivered (osmodel.sigframe), and a process asleep in a system call is
+        woken for a handled one (its call then returns EINTR or restarts), or for any if it waits on a
+        signalfd (osmodel.syssignalfd)."""
         if sig == 0 or not proc.alive:
+            return
+        if group and sig != SIGKILL:
+            self.signal_group(proc, sig, sender, info)
             return
         bit = 1 << (sig - 1)
         if sig != SIGKILL:
@@ -628,6 +637,35 @@ class Kernel:
                     self.preempt_unbounded()
                 return
         self.terminate(proc, sig, sender)
+
+    def signal_group(self, proc: Process, sig: int, sender: Process | None, info: bytes | None) -> None:
+        """A process-directed signal (kill, sigqueue, timers, SIGCHLD) to proc's thread group: it pends in
+        the group's shared set, which every thread that does not block it takes from, and one thread that
+        wants it is woken: proc if it does, else another (Linux's complete_signal). A default action that
+        kills ends the whole group at once, unless the thread found waits for it in rt_sigtimedwait."""
+        bit = 1 << (sig - 1)
+        leader = proc.leader or proc
+        handler = leader.handler(sig)
+        ignored = handler == SIG_IGN or (handler == SIG_DFL and sig in IGNORED_BY_DEFAULT)
+        if ignored and not proc.sigmask & bit:
+            return                          # Linux's sig_ignored: the target's mask decides
+        target = next((t for t in [proc] + self.threads(proc) if wants_signal(t, bit)), None)
+        if target is not None and handler == SIG_DFL and not ignored and not waits_for(target, bit):
+            self.terminate(proc, sig, sender)
+            return
+        if not leader.shared_pending & bit:  # a second one while pending is lost, as Linux's legacy_queue
+            leader.shared_pending |= bit
+            if info is None and sender is not None:
+                info = siginfo(sig, pid=sender.pid, uid=os.getuid())
+            if info is not None:
+                leader.shared_siginfo[sig] = info
+        for thread in [proc] + self.threads(proc):
+            wake_readers(self, thread)
+        if target is not None and target.state == SLEEPING and (target.sleeping_in != "vfork"
+                                                                or waits_for(target, bit)):
+            target.state = RUNNABLE
+            target.channel = None
+            self.preempt_unbounded()
 
     def terminate(self, proc: Process, sig: int, sender: Process | None = None) -> None:
         """A signal's default action kills proc; pid 1's end is reported, as a shell would (and, like a
@@ -846,7 +884,7 @@ class Kernel:
         idle = 0
         if time.perf_counter_ns() - start > LONG_CALL_NS:
             idle = self.idle_since(start)
-        if self.account(proc, True, idle=idle) and proc.alive and proc.pending & ~proc.sigmask:
+        if self.account(proc, True, idle=idle) and proc.alive and deliverable(proc):
             self.cpu.stop()
 
     # -- CPU time --------------------------------------------------------------------------------
@@ -1053,7 +1091,7 @@ class Kernel:
             if proc.resume_rip is not None:
                 cpu.set_reg("rip", proc.resume_rip)
                 proc.resume_rip = None
-            if proc.pending & ~proc.sigmask:
+            if deliverable(proc):
                 deliver(self, proc)
                 if not proc.alive:
                     continue

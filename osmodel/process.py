@@ -77,6 +77,8 @@ class Process:
     child_stime: int = 0                  # a leader's: the same for system time
     cpu_timers: list = field(default_factory=list)   # armed systime.CpuCountdowns on its thread clock, or
                                                      # (a leader's) on its group's clock
+    shared_pending: int = 0               # a leader's: process-directed signals pending for its whole thread group
+    shared_siginfo: dict[int, bytes] = field(default_factory=dict)   # a leader's: the siginfo of each of them
 
     @property
     def tgid(self) -> int:

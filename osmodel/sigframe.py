@@ -22,6 +22,12 @@ context, and sigreturn restores it under the frame's values.
 With SA_ONSTACK and an alternate stack set by sigaltstack, the frame goes at the alternate stack's
 top unless the process already runs on it; a frame that would leave it kills with SIGSEGV.
 
+Pending signals are kept as Linux keeps them: each thread has its own set (tkill, tgkill and
+rt_tgsigqueueinfo, SIGEV_THREAD_ID timers, faults) and its thread group a shared one on the leader's
+record (kill, sigqueue, alarm and the other timers, SIGCHLD: see Kernel.signal_group). A thread takes
+what it does not block from its own set first, then from the shared one; so do sigtimedwait and
+signalfd reads, and sigpending reports both.
+
 A process asleep in a system call when a handled signal arrives is woken; its call then returns
 EINTR, or is restarted after the handler when the action has SA_RESTART (never for the sleeps of
 INTERRUPTED_ONLY). `syscall` and `int 0x80` are both 2 bytes long, so both restart alike.
@@ -36,7 +42,7 @@ from typing import TYPE_CHECKING
 
 from osmodel.fault import Segv
 from osmodel.files import Block, SysError
-from osmodel.process import SIG_DFL, SIG_IGN
+from osmodel.process import SIG_DFL, SIG_IGN, SLEEPING
 from osmodel.signals import IGNORED_BY_DEFAULT, SIGBUS, SIGCHLD, SIGFPE, SIGILL, SIGKILL, SIGSEGV, SIGSTOP, SIGTRAP
 from osmodel.syscall import signed32, syscall, syscall32
 
@@ -148,12 +154,61 @@ def bit(sig: int) -> int:
     return 1 << (sig - 1)
 
 
+def shared(proc: Process) -> Process:
+    """The record that holds proc's thread group's shared pending set (its leader's)."""
+    return proc.leader or proc
+
+
+def pending_signals(proc: Process) -> int:
+    """The signals pending for thread proc: its own and its thread group's shared ones."""
+    return proc.pending | shared(proc).shared_pending
+
+
+def deliverable(proc: Process) -> int:
+    """The pending signals proc does not block (nonzero: deliver on the way back to user mode)."""
+    return (proc.pending | shared(proc).shared_pending) & ~proc.sigmask
+
+
 def next_signal(proc: Process) -> int:
-    """The lowest-numbered pending signal that is not blocked, or 0."""
-    ready = proc.pending & ~proc.sigmask
-    if not ready:
-        return 0
+    """The signal proc delivers next: the lowest of its own pending ones it does not block, else the
+    lowest of its group's shared ones (Linux's dequeue_signal order), or 0."""
+    return first_of(proc, ~proc.sigmask)
+
+
+def first_of(proc: Process, wanted: int) -> int:
+    """The lowest signal of `wanted` in proc's own pending set, else in its group's shared one, or 0."""
+    ready = proc.pending & wanted or shared(proc).shared_pending & wanted
     return (ready & -ready).bit_length()
+
+
+def dequeue(proc: Process, sig: int) -> bytes:
+    """Take pending sig from proc's own set if there, else from its group's shared one: its siginfo_t."""
+    if proc.pending & bit(sig):
+        proc.pending &= ~bit(sig)
+        return proc.siginfo.pop(sig, None) or siginfo(sig)
+    group = shared(proc)
+    group.shared_pending &= ~bit(sig)
+    return group.shared_siginfo.pop(sig, None) or siginfo(sig)
+
+
+def waits_for(proc: Process, mask: int) -> bool:
+    """Whether proc sleeps in rt_sigtimedwait for a signal of mask (such a wait takes blocked ones too)."""
+    return bool(proc.sigwait & mask) and proc.state == SLEEPING and proc.sleeping_in in SIGWAIT_CALLS
+
+
+def wants_signal(proc: Process, mask: int) -> bool:
+    """Whether thread proc would take a process-directed signal of mask now (Linux's wants_signal): it
+    lives and does not block it, or waits for it in rt_sigtimedwait."""
+    return proc.alive and (not proc.sigmask & mask or waits_for(proc, mask))
+
+
+def discard(proc: Process, sig: int) -> None:
+    """Drop pending sig from proc's own set and its group's shared one."""
+    proc.pending &= ~bit(sig)
+    proc.siginfo.pop(sig, None)
+    group = shared(proc)
+    group.shared_pending &= ~bit(sig)
+    group.shared_siginfo.pop(sig, None)
 
 
 # -- siginfo ---------------------------------------------------------------------------------
@@ -243,8 +298,7 @@ def do_sigaction(p: Process, sig: int, new: tuple[int, int, int, int] | None) ->
         handler, flags, restorer, mask = new
         p.sigactions[sig] = SIGACTION.pack(handler, flags & UAPI_SA_FLAGS, restorer, mask & ~UNBLOCKABLE)
         if handler == SIG_IGN or (handler == SIG_DFL and sig in IGNORED_BY_DEFAULT):
-            p.pending &= ~bit(sig)
-            p.siginfo.pop(sig, None)
+            discard(p, sig)
     return old
 
 
@@ -374,8 +428,7 @@ def deliver(k: Kernel, proc: Process) -> None:
         sig = next_signal(proc)
         if not sig:
             return
-        proc.pending &= ~bit(sig)
-        info = proc.siginfo.pop(sig, None) or siginfo(sig)
+        info = dequeue(proc, sig)
         handler, flags, restorer, mask = action(proc, sig)
         if handler == SIG_IGN or (handler == SIG_DFL and sig in IGNORED_BY_DEFAULT):
             continue
@@ -610,14 +663,13 @@ def suspend(k: Kernel, p: Process, mask: int) -> int:
 def discard_ignored(p: Process) -> None:
     """Drop the pending signals that are no longer blocked and whose action ignores them (they pended
     while blocked; delivery would drop them too, and they must not end a wait as Linux's do not)."""
-    ready = p.pending & ~p.sigmask
+    ready = deliverable(p)
     while ready:
         sig = (ready & -ready).bit_length()
         ready &= ready - 1
         handler = action(p, sig)[0]
         if handler == SIG_IGN or (handler == SIG_DFL and sig in IGNORED_BY_DEFAULT):
-            p.pending &= ~bit(sig)
-            p.siginfo.pop(sig, None)
+            discard(p, sig)
 
 
 @syscall("pause")
@@ -675,13 +727,12 @@ def sys_rt_sigtimedwait_time64(k: Kernel, p: Process, uset: int, uinfo: int, uts
 
 
 def take_signal(k: Kernel, p: Process, wanted: int, uinfo: int, timeout: float | None) -> int:
-    """Dequeue the lowest pending signal of `wanted` (its number), or sleep until one is sent (a blocked
+    """Dequeue the lowest pending signal of `wanted` (its number; the caller's own ones before its group's
+    shared ones), or sleep until one is sent (a blocked
     one wakes the caller too, see Kernel.signal) or `timeout` seconds have passed (EAGAIN)."""
-    ready = p.pending & wanted
-    if ready:
-        sig = (ready & -ready).bit_length()
-        p.pending &= ~(1 << (sig - 1))
-        info = p.siginfo.pop(sig, None) or siginfo(sig)
+    sig = first_of(p, wanted)
+    if sig:
+        info = dequeue(p, sig)
         p.sigwait = 0
         p.wake_at = 0.0
         if uinfo:
@@ -725,7 +776,7 @@ def sys_sigprocmask32(k: Kernel, p: Process, how: int, nset: int, oset: int) -> 
 @syscall32("sigpending", "p")
 def sys_sigpending32(k: Kernel, p: Process, out: int) -> int:
     """The blocked pending signals among the first 32."""
-    k.copyout(p, out, struct.pack("<I", p.pending & p.sigmask & MASK32))
+    k.copyout(p, out, struct.pack("<I", pending_signals(p) & p.sigmask & MASK32))
     return 0
 
 
@@ -743,4 +794,4 @@ def sys_ssetmask32(k: Kernel, p: Process, mask: int) -> int:
     return old
 
 
-__all__ = ["deliver", "next_signal", "siginfo", "siginfo32", "bit", "do_sigaction"]
+__all__ = ["deliver", "next_signal", "deliverable", "wants_signal", "waits_for", "dequeue", "pending_signals", "siginfo", "siginfo32", "bit", "do_sigaction"]

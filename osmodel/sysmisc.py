@@ -317,10 +317,10 @@ def clock_ticks() -> int:
 
 @syscall("rt_sigpending", "pu")
 def sys_rt_sigpending(k: Kernel, p: Process, out: int, size: int) -> int:
-    """The blocked signals that are pending."""
+    """The blocked signals that are pending (for the thread, or for its whole thread group)."""
     if size > 8:
         raise SysError(errno.EINVAL)
-    k.copyout(p, out, struct.pack("<Q", p.pending & p.sigmask)[:size])
+    k.copyout(p, out, struct.pack("<Q", (p.pending | (p.leader or p).shared_pending) & p.sigmask)[:size])
     return 0
 
 

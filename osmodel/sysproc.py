@@ -430,39 +430,53 @@ def sys_kill(k: Kernel, p: Process, pid: int, sig: int) -> int:
 
 
 def send_signal(k: Kernel, p: Process, pid: int, sig: int, code: int) -> int:
-    """Send sig to a process, a group or everyone (-1), with si_code `code` (SI_USER, or SI_TKILL for tkill)."""
+    """kill: send sig to a process (its thread group's shared pending set; a thread's id reaches its
+    group, as on Linux), a process group or everyone (-1), with si_code `code`."""
     pid, sig = signed32(pid), signed32(sig)
     if not 0 <= sig <= 64:
         raise SysError(errno.EINVAL)
     if pid > 0:
         targets = [k.processes[pid]] if pid in k.processes and k.processes[pid].alive else []
     elif pid == -1:
-        targets = [t for t in k.processes.values() if t.pid != 1 and t is not p and t.alive] + [p]
+        targets = [t for t in k.processes.values()
+                   if t.pid != 1 and t.tgid != p.tgid and t.leader is None and t.alive] + [p]
     else:
         pgid = p.pgid if pid == 0 else -pid
-        targets = [t for t in k.processes.values() if t.pgid == pgid and t.alive]
+        targets = [t for t in k.processes.values() if t.pgid == pgid and t.leader is None and t.alive]
     if not targets:
         raise SysError(errno.ESRCH)
     for t in targets:
-        k.signal(t, sig, sender=p, info=sigframe.siginfo(sig, code=code, pid=p.tgid, uid=os.getuid()))
+        k.signal(t, sig, sender=p, info=sigframe.siginfo(sig, code=code, pid=p.tgid, uid=os.getuid()), group=True)
+    return 0
+
+
+def send_to_thread(k: Kernel, p: Process, tgid: int, tid: int, sig: int) -> int:
+    """tkill/tgkill: send sig to thread tid alone (its own pending set), of group tgid unless that is -1."""
+    tgid, tid, sig = signed32(tgid), signed32(tid), signed32(sig)
+    if not 0 <= sig <= 64 or tid <= 0 or (tgid <= 0 and tgid != -1):
+        raise SysError(errno.EINVAL)
+    target = k.processes.get(tid)
+    if target is None or not target.alive or tgid not in (-1, target.tgid):
+        raise SysError(errno.ESRCH)
+    k.signal(target, sig, sender=p, info=sigframe.siginfo(sig, code=sigframe.SI_TKILL, pid=p.tgid, uid=os.getuid()))
     return 0
 
 
 @syscall("tkill", "dd")
 def sys_tkill(k: Kernel, p: Process, tid: int, sig: int) -> int:
-    return send_signal(k, p, tid, sig, sigframe.SI_TKILL)
+    return send_to_thread(k, p, -1, tid, sig)
 
 
 @syscall("tgkill", "ddd")
 def sys_tgkill(k: Kernel, p: Process, tgid: int, tid: int, sig: int) -> int:
-    return send_signal(k, p, tid, sig, sigframe.SI_TKILL)
+    return send_to_thread(k, p, tgid, tid, sig)
 
 
 @syscall("rt_sigqueueinfo", "ddp")
 @syscall32("rt_sigqueueinfo", "ddp")
 def sys_rt_sigqueueinfo(k: Kernel, p: Process, tgid: int, sig: int, uinfo: int) -> int:
-    """sigqueue: send sig with the caller's siginfo (its si_value), to a process."""
-    return queue_signal(k, p, tgid, tgid, sig, uinfo)
+    """sigqueue: send sig with the caller's siginfo (its si_value), to a process (its shared pending set)."""
+    return queue_signal(k, p, tgid, tgid, sig, uinfo, group=True)
 
 
 @syscall("rt_tgsigqueueinfo", "dddp")
@@ -472,8 +486,8 @@ def sys_rt_tgsigqueueinfo(k: Kernel, p: Process, tgid: int, tid: int, sig: int, 
     return queue_signal(k, p, tgid, tid, sig, uinfo)
 
 
-def queue_signal(k: Kernel, p: Process, tgid: int, tid: int, sig: int, uinfo: int) -> int:
-    """Send sig to thread tid of tgid with the siginfo at uinfo (its si_signo set to sig). As Linux, only
+def queue_signal(k: Kernel, p: Process, tgid: int, tid: int, sig: int, uinfo: int, group: bool = False) -> int:
+    """Send sig to thread tid of tgid (with `group`, to its whole thread group) with the siginfo at uinfo (its si_signo set to sig). As Linux, only
     a process signalling itself may claim a kernel-made code (si_code >= 0 or SI_TKILL): else EPERM."""
     tgid, tid, sig = signed32(tgid), signed32(tid), signed32(sig)
     if not 0 <= sig <= 64 or tgid <= 0 or tid <= 0:
@@ -486,7 +500,7 @@ def queue_signal(k: Kernel, p: Process, tgid: int, tid: int, sig: int, uinfo: in
         raise SysError(errno.ESRCH)
     if (code >= 0 or code == sigframe.SI_TKILL) and target.tgid != p.tgid:
         raise SysError(errno.EPERM)
-    k.signal(target, sig, sender=p, info=struct.pack("<i", sig) + info[4:])
+    k.signal(target, sig, sender=p, info=struct.pack("<i", sig) + info[4:], group=group)
     return 0
 
 

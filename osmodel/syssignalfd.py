@@ -9,8 +9,9 @@ With none pending it sleeps (EAGAIN if non-blocking) until Kernel.signal makes o
 Like Linux, a signalfd reads `current`'s signals: the process that calls read, poll, select or
 epoll_wait, not the one that created it (after fork, the child reads its own). poll, select and
 epoll call File.poll and File.channel within the system call of the process that waits, so both use
-the kernel's current process; they fall back to the creator outside any call. Each process has its
-own pending set (kill sends to the thread-group leader; there is no shared pending set).
+the kernel's current process; they fall back to the creator outside any call. A read takes the
+thread's own pending signals (tgkill's, faults') first, then its thread group's shared ones (kill's,
+timers', SIGCHLD), as Linux's dequeue_signal.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from osmodel.files import O_CLOEXEC, POLLIN, AnyOf, Block, File, SysError
-from osmodel.sigframe import (SIGINFO_HEAD, SIGINFO_UNION, SIGSET_SIZE, UNBLOCKABLE, UNION_64, siginfo,
+from osmodel.sigframe import (SIGINFO_HEAD, SIGINFO_UNION, SIGSET_SIZE, UNBLOCKABLE, UNION_64, dequeue,
                               siginfo_layout)
 from osmodel.signals import SIGBUS, SIGFPE, SIGILL, SIGSEGV, SIGTRAP
 from osmodel.syscall import signed32, syscall, syscall32
@@ -91,8 +92,9 @@ class SignalFd(File):
         raise Block(SignalWait())
 
     def next_signal(self, p: Process) -> int:
-        """The signal of the mask p would read next (Linux's next_signal: synchronous ones first), or 0."""
-        ready = p.pending & self.mask
+        """The signal of the mask p would read next, or 0: from its own pending set, else its group's
+        shared one, in each the synchronous ones first (Linux's next_signal)."""
+        ready = p.pending & self.mask or (p.leader or p).shared_pending & self.mask
         if ready & SYNCHRONOUS_MASK:
             ready &= SYNCHRONOUS_MASK
         return (ready & -ready).bit_length()
@@ -105,12 +107,6 @@ class SignalFd(File):
 
     def stat(self) -> os.stat_result:
         return anon_stat(id(self) & 0xFFFFFFF)
-
-
-def dequeue(p: Process, sig: int) -> bytes:
-    """Take pending signal sig from p: its siginfo_t (x86-64 layout)."""
-    p.pending &= ~(1 << (sig - 1))
-    return p.siginfo.pop(sig, None) or siginfo(sig)
 
 
 def signalfd_siginfo(info: bytes) -> bytes:

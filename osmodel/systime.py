@@ -323,7 +323,7 @@ def real_timer(k: Kernel, p: Process) -> Countdown:
 
 def alarm_expired(k: Kernel, leader: Process) -> None:
     """ITIMER_REAL expired: SIGALRM to the process, from the kernel (SEND_SIG_PRIV: si_code SI_KERNEL)."""
-    k.signal(leader, SIGALRM, info=struct.pack("<iii", SIGALRM, 0, SI_KERNEL).ljust(SIGINFO_SIZE, b"\0"))
+    k.signal(leader, SIGALRM, info=struct.pack("<iii", SIGALRM, 0, SI_KERNEL).ljust(SIGINFO_SIZE, b"\0"), group=True)
 
 
 def cpu_itimer(k: Kernel, p: Process, which: int) -> CpuCountdown:
@@ -340,7 +340,7 @@ def cpu_itimer(k: Kernel, p: Process, which: int) -> CpuCountdown:
 
 def itimer_expired(k: Kernel, leader: Process, sig: int) -> None:
     """An interval timer expired: its signal to the process, from the kernel (si_code SI_KERNEL)."""
-    k.signal(leader, sig, info=struct.pack("<iii", sig, 0, SI_KERNEL).ljust(SIGINFO_SIZE, b"\0"))
+    k.signal(leader, sig, info=struct.pack("<iii", sig, 0, SI_KERNEL).ljust(SIGINFO_SIZE, b"\0"), group=True)
 
 
 def interval_timer(k: Kernel, p: Process, which: int) -> Countdown:
@@ -438,10 +438,22 @@ class PosixTimer:
         overrun = min(self.overrun, DELAYTIMER_MAX)
         return SIGINFO_TIMER.pack(self.signo, 0, SI_TIMER, self.tid, overrun, self.value).ljust(SIGINFO_SIZE, b"\0")
 
+    def to_thread(self) -> bool:
+        """Whether its signal goes to its target thread alone (SIGEV_THREAD_ID), not to the process."""
+        return self.notify == SIGEV_SIGNAL | SIGEV_THREAD_ID
+
+    def queue(self) -> tuple[int, dict[int, bytes]]:
+        """The pending set its signal is queued on and that set's siginfo: the thread's own, or the
+        process's shared one."""
+        if self.to_thread():
+            return self.target.pending, self.target.siginfo
+        return self.target.shared_pending, self.target.shared_siginfo
+
     def signal_pending(self) -> bool:
         """Whether its last signal is still queued (not yet delivered)."""
-        info = self.target.siginfo.get(self.signo)
-        if not info or not self.target.pending & (1 << (self.signo - 1)):
+        pending, infos = self.queue()
+        info = infos.get(self.signo)
+        if not info or not pending & (1 << (self.signo - 1)):
             return False
         _, _, code, tid, _, _ = SIGINFO_TIMER.unpack_from(info)
         return code == SI_TIMER and tid == self.tid
@@ -452,11 +464,11 @@ class PosixTimer:
             return
         if self.signal_pending():
             self.overrun += count
-            self.target.siginfo[self.signo] = self.info()
+            self.queue()[1][self.signo] = self.info()
             return
         self.overrun_last = self.overrun
         self.overrun = count - 1
-        self.k.signal(self.target, self.signo, info=self.info())
+        self.k.signal(self.target, self.signo, info=self.info(), group=not self.to_thread())
 
     def getoverrun(self) -> int:
         """timer_getoverrun: the overrun count of its last delivered signal."""
