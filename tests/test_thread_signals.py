@@ -1,7 +1,7 @@
 """Process-directed signals in multi-threaded programs (Linux's shared pending set): kill, alarm, a POSIX
-timer and a child's SIGCHLD reach whichever thread does not block them or waits for them in sigwait,
-sigpending shows them in every thread, and pthread_kill stays with its thread; run natively and under
-run-elf, x86-64 and i386.
+timer, sigqueue and a child's SIGCHLD reach whichever thread does not block them, waits for them in
+sigwait or reads a signalfd; sigpending shows them in every thread, and pthread_kill stays with its
+thread; run natively and under run-elf, x86-64 and i386.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ THREADS = r"""
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -184,6 +185,30 @@ static void timers_and_children(void) {
     }
 }
 
+static void *sfd_reader(void *arg) {
+    struct signalfd_siginfo info;
+    int fd = signalfd(-1, &waited, 0);
+    ssize_t n = read(fd, &info, sizeof info);
+    printf("  signalfd thread read %zd: signal %u, code %d, value %d\n", n, info.ssi_signo, info.ssi_code,
+           info.ssi_int);
+    close(fd);
+    return arg;
+}
+
+/* (6) sigqueue's signal, blocked everywhere, reaches a thread reading a signalfd, with its value. */
+static void sigqueue_to_a_signalfd_reader(void) {
+    pthread_t t;
+    printf("signalfd:\n");
+    sigemptyset(&waited);
+    sigaddset(&waited, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &waited, 0);
+    pthread_create(&t, 0, sfd_reader, 0);
+    nap(50);
+    sigqueue(getpid(), SIGUSR2, (union sigval){.sival_int = 42});
+    pthread_join(t, 0);
+    pthread_sigmask(SIG_UNBLOCK, &waited, 0);
+}
+
 int main(void) {
     setvbuf(stdout, 0, _IONBF, 0);
     all_block_one_waits();
@@ -191,6 +216,7 @@ int main(void) {
     pending_in_every_thread();
     pthread_kill_stays();
     timers_and_children();
+    sigqueue_to_a_signalfd_reader();
     return 0;
 }
 """
