@@ -651,13 +651,19 @@ def sys_rt_sigreturn32(k: Kernel, p: Process) -> int:
 def suspend(k: Kernel, p: Process, mask: int) -> int:
     """Sleep with `mask` as the signal mask until a handled signal is delivered, then EINTR (the
     handler's frame carries the mask from before, which sigreturn puts back)."""
+    set_user_sigmask(p, mask)
+    raise Block(("signal", p.pid))
+
+
+def set_user_sigmask(p: Process, mask: int) -> None:
+    """Make `mask` the process's signal mask for a call's wait, the mask from before kept for sigreturn
+    or the call's return (p.saved_sigmask); EINTR at once if a signal it unblocks is pending."""
     if p.saved_sigmask is None:
         p.saved_sigmask = p.sigmask
     p.sigmask = mask & ~UNBLOCKABLE
     discard_ignored(p)
     if next_signal(p):
         raise SysError(errno.EINTR)
-    raise Block(("signal", p.pid))
 
 
 def discard_ignored(p: Process) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 
 from osmodel.files import (MAX_FDS, O_CLOEXEC, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI, AnyOf, Block,
                            File, HostFile, PipeEnd, SysError)
-from osmodel.sigframe import UNBLOCKABLE, discard_ignored, next_signal
+from osmodel.sigframe import set_user_sigmask
 from osmodel.syscall import signed32, syscall, syscall32
 from osmodel.sysfile import TIMESPEC
 
@@ -197,13 +197,7 @@ def with_sigmask(k: Kernel, p: Process, sigmask: int, sigsetsize: int, wait: Cal
     if sigmask:
         if sigsetsize != SIGSET_SIZE:
             raise SysError(errno.EINVAL)
-        (mask,) = struct.unpack("<Q", k.copyin(p, sigmask, SIGSET_SIZE))
-        if p.saved_sigmask is None:
-            p.saved_sigmask = p.sigmask
-        p.sigmask = mask & ~UNBLOCKABLE
-        discard_ignored(p)
-        if next_signal(p):
-            raise SysError(errno.EINTR)
+        set_user_sigmask(p, struct.unpack("<Q", k.copyin(p, sigmask, SIGSET_SIZE))[0])
     try:
         result = wait()
     except Block:
