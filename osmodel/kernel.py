@@ -37,8 +37,8 @@ from osmodel.process import RUNNABLE, SIG_DFL, SIG_IGN, SLEEPING, ZOMBIE, Proces
 from osmodel.pagecache import FileBacking, PageCache
 from osmodel.syscall import ABI_32, ABI_64, dispatch   # before sigframe: it loads every handler module, then
                                                       # the i386 table, which shares their handlers
-from osmodel.sigframe import (NO_ALTSTACK, SIGWAIT_CALLS, deliver, deliverable, siginfo, trap_siginfo, waits_for,
-                              wants_signal)
+from osmodel.sigframe import (NO_ALTSTACK, SIGRTMIN, SIGWAIT_CALLS, add_pending, deliver, deliverable, queued_signals,
+                              siginfo, trap_siginfo, waits_for, wants_signal)
 from osmodel.syssignalfd import wake_readers
 from osmodel.systime import cpu_timer_left, exec_timers, exit_timers, expire_cpu_timers
 from osmodel.vfs import FileSystem
@@ -625,11 +625,9 @@ class Kernel:
             if not blocked and (handler == SIG_IGN or (handler == SIG_DFL and sig in IGNORED_BY_DEFAULT)):
                 return
             if blocked or handler != SIG_DFL:
-                proc.pending |= bit
-                if info is None and sender is not None:
-                    info = siginfo(sig, pid=sender.pid, uid=os.getuid())
-                if info is not None:
-                    proc.siginfo[sig] = info
+                if info is None:
+                    info = siginfo(sig, pid=sender.pid if sender else 0, uid=os.getuid() if sender else 0)
+                add_pending(proc, sig, info, sig < SIGRTMIN or self.sigqueue_room(proc))
                 wake_readers(self, proc)
                 if proc.state == SLEEPING and ((not proc.sigmask & bit and proc.sleeping_in != "vfork")
                                                or (proc.sigwait & bit and proc.sleeping_in in SIGWAIT_CALLS)):
@@ -654,12 +652,9 @@ class Kernel:
         if target is not None and handler == SIG_DFL and not ignored and not waits_for(target, bit):
             self.terminate(proc, sig, sender)
             return
-        if not leader.shared_pending & bit:  # a second one while pending is lost, as Linux's legacy_queue
-            leader.shared_pending |= bit
-            if info is None and sender is not None:
-                info = siginfo(sig, pid=sender.pid, uid=os.getuid())
-            if info is not None:
-                leader.shared_siginfo[sig] = info
+        if info is None:
+            info = siginfo(sig, pid=sender.pid if sender else 0, uid=os.getuid() if sender else 0)
+        add_pending(leader, sig, info, sig < SIGRTMIN or self.sigqueue_room(leader), group=True)
         for thread in [proc] + self.threads(proc):
             wake_readers(self, thread)
         if target is not None and target.state == SLEEPING and (target.sleeping_in != "vfork"
@@ -667,6 +662,12 @@ class Kernel:
             target.state = RUNNABLE
             target.channel = None
             self.preempt_unbounded()
+
+    def sigqueue_room(self, proc: Process) -> bool:
+        """Whether one more signal may be queued with its siginfo for proc: fewer than its RLIMIT_SIGPENDING
+        are queued (counted over all processes, which run as one user)."""
+        from osmodel.sysproc import RLIMIT_SIGPENDING, get_rlimit
+        return queued_signals(self.processes.values()) < get_rlimit(self, proc, RLIMIT_SIGPENDING)[0]
 
     def terminate(self, proc: Process, sig: int, sender: Process | None = None) -> None:
         """A signal's default action kills proc; pid 1's end is reported, as a shell would (and, like a
@@ -932,7 +933,7 @@ class Kernel:
         if proc.handler(sig) in (SIG_DFL, SIG_IGN) or proc.sigmask & (1 << (sig - 1)):
             return False
         proc.pending |= 1 << (sig - 1)
-        proc.siginfo[sig] = info
+        proc.siginfo[sig] = [info]
         return True
 
     def handle_trap(self, proc: Process, trap: Trap) -> None:

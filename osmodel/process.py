@@ -56,7 +56,7 @@ class Process:
     sigactions: dict[int, bytes] = field(default_factory=dict)   # signal -> struct kernel_sigaction
     sigmask: int = 0
     pending: int = 0                      # signals sent but not yet delivered (blocked, or waiting for the CPU)
-    siginfo: dict[int, bytes] = field(default_factory=dict)      # the siginfo of each pending signal
+    siginfo: dict[int, list[bytes]] = field(default_factory=dict)  # the siginfo of each pending signal's instances
     signal_contexts: list = field(default_factory=list)          # (frame, CPU context) per running handler
     saved_sigmask: int | None = None      # the mask to restore after rt_sigsuspend's temporary one
     leader: Process | None = None         # the thread-group leader, for a thread (None: it leads)
@@ -78,7 +78,7 @@ class Process:
     cpu_timers: list = field(default_factory=list)   # armed systime.CpuCountdowns on its thread clock, or
                                                      # (a leader's) on its group's clock
     shared_pending: int = 0               # a leader's: process-directed signals pending for its whole thread group
-    shared_siginfo: dict[int, bytes] = field(default_factory=dict)   # a leader's: the siginfo of each of them
+    shared_siginfo: dict[int, list[bytes]] = field(default_factory=dict)   # a leader's: the same of each of them
 
     @property
     def tgid(self) -> int:

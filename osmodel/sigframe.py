@@ -26,7 +26,9 @@ Pending signals are kept as Linux keeps them: each thread has its own set (tkill
 rt_tgsigqueueinfo, SIGEV_THREAD_ID timers, faults) and its thread group a shared one on the leader's
 record (kill, sigqueue, alarm and the other timers, SIGCHLD: see Kernel.signal_group). A thread takes
 what it does not block from its own set first, then from the shared one; so do sigtimedwait and
-signalfd reads, and sigpending reports both.
+signalfd reads, and sigpending reports both. A standard signal (1..31) pends once, a second send
+while it pends being lost; a realtime one (SIGRTMIN..64) queues an instance with its own siginfo per
+send, up to RLIMIT_SIGPENDING, and is taken oldest first (add_pending, dequeue).
 
 A process asleep in a system call when a handled signal arrives is woken; its call then returns
 EINTR, or is restarted after the handler when the action has SA_RESTART (never for the sleeps of
@@ -38,7 +40,7 @@ from __future__ import annotations
 import errno
 import struct
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from osmodel.fault import Segv
 from osmodel.files import Block, SysError
@@ -72,6 +74,7 @@ BUS_ADRALN = 1
 SIGSYS = 31
 SIGPOLL = 29
 NSIG = 64
+SIGRTMIN = 32                                          # the first realtime signal: each send queues one
 SIGSET_SIZE = 8
 SIGINFO_SIZE = 128
 RED_ZONE = 128
@@ -181,14 +184,46 @@ def first_of(proc: Process, wanted: int) -> int:
     return (ready & -ready).bit_length()
 
 
+def add_pending(proc: Process, sig: int, info: bytes, room: bool, group: bool = False) -> None:
+    """Make sig pending for thread proc (with `group`, in its thread group's shared set) with its siginfo:
+    a standard signal already pending stays one instance (this one is lost, Linux's legacy_queue); a
+    realtime one queues one more instance, or without `room` (RLIMIT_SIGPENDING reached) only sets the
+    bit, its siginfo lost (Linux's TRACE_SIGNAL_LOSE_INFO)."""
+    holder = shared(proc) if group else proc
+    infos = holder.shared_siginfo if group else holder.siginfo
+    pending = holder.shared_pending if group else holder.pending
+    if pending & bit(sig) and sig < SIGRTMIN:
+        return
+    if group:
+        holder.shared_pending |= bit(sig)
+    else:
+        holder.pending |= bit(sig)
+    if room or sig < SIGRTMIN:
+        infos.setdefault(sig, []).append(info)
+
+
 def dequeue(proc: Process, sig: int) -> bytes:
-    """Take pending sig from proc's own set if there, else from its group's shared one: its siginfo_t."""
-    if proc.pending & bit(sig):
+    """Take the oldest instance of pending sig from proc's own set if there, else from its group's shared
+    one: its siginfo_t. The signal stays pending while instances remain (Linux's collect_signal)."""
+    own = bool(proc.pending & bit(sig))
+    holder = proc if own else shared(proc)
+    infos = holder.siginfo if own else holder.shared_siginfo
+    queue = infos.get(sig, [])
+    info = queue.pop(0) if queue else siginfo(sig)
+    if queue:
+        return info
+    infos.pop(sig, None)
+    if own:
         proc.pending &= ~bit(sig)
-        return proc.siginfo.pop(sig, None) or siginfo(sig)
-    group = shared(proc)
-    group.shared_pending &= ~bit(sig)
-    return group.shared_siginfo.pop(sig, None) or siginfo(sig)
+    else:
+        holder.shared_pending &= ~bit(sig)
+    return info
+
+
+def queued_signals(procs: Iterable[Process]) -> int:
+    """How many signal instances with a siginfo the processes have queued (own and shared sets): what
+    RLIMIT_SIGPENDING bounds (Linux's per-user sigpending count; all of run-elf's run as one user)."""
+    return sum(len(queue) for p in procs for infos in (p.siginfo, p.shared_siginfo) for queue in infos.values())
 
 
 def waits_for(proc: Process, mask: int) -> bool:
@@ -800,4 +835,4 @@ def sys_ssetmask32(k: Kernel, p: Process, mask: int) -> int:
     return old
 
 
-__all__ = ["deliver", "next_signal", "deliverable", "wants_signal", "waits_for", "dequeue", "pending_signals", "siginfo", "siginfo32", "bit", "do_sigaction"]
+__all__ = ["deliver", "next_signal", "deliverable", "wants_signal", "waits_for", "dequeue", "add_pending", "queued_signals", "pending_signals", "siginfo", "siginfo32", "bit", "do_sigaction"]

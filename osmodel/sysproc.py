@@ -26,6 +26,7 @@ ARCH_GET_FS = 0x1003
 ARCH_GET_GS = 0x1004
 RLIMIT_STACK = 3
 RLIMIT_NOFILE = 7
+RLIMIT_SIGPENDING = 11
 RLIM_INFINITY = (1 << 64) - 1
 RSEQ_SIZE = 32
 RSEQ_FLAG_UNREGISTER = 1
@@ -500,6 +501,8 @@ def queue_signal(k: Kernel, p: Process, tgid: int, tid: int, sig: int, uinfo: in
         raise SysError(errno.ESRCH)
     if (code >= 0 or code == sigframe.SI_TKILL) and target.tgid != p.tgid:
         raise SysError(errno.EPERM)
+    if sig >= sigframe.SIGRTMIN and not k.sigqueue_room(target):
+        raise SysError(errno.EAGAIN)              # the queue is full: Linux's TRACE_SIGNAL_OVERFLOW_FAIL
     k.signal(target, sig, sender=p, info=struct.pack("<i", sig) + info[4:], group=group)
     return 0
 

@@ -442,29 +442,36 @@ class PosixTimer:
         """Whether its signal goes to its target thread alone (SIGEV_THREAD_ID), not to the process."""
         return self.notify == SIGEV_SIGNAL | SIGEV_THREAD_ID
 
-    def queue(self) -> tuple[int, dict[int, bytes]]:
-        """The pending set its signal is queued on and that set's siginfo: the thread's own, or the
+    def queue(self) -> tuple[int, dict[int, list[bytes]]]:
+        """The pending set its signal is queued on and that set's siginfo queues: the thread's own, or the
         process's shared one."""
         if self.to_thread():
             return self.target.pending, self.target.siginfo
         return self.target.shared_pending, self.target.shared_siginfo
 
+    def queued(self) -> int | None:
+        """Where its last signal's instance is still queued (an index in its signal's queue), or None."""
+        pending, infos = self.queue()
+        if not pending & (1 << (self.signo - 1)):
+            return None
+        for i, info in enumerate(infos.get(self.signo, ())):
+            _, _, code, tid, _, _ = SIGINFO_TIMER.unpack_from(info)
+            if code == SI_TIMER and tid == self.tid:
+                return i
+        return None
+
     def signal_pending(self) -> bool:
         """Whether its last signal is still queued (not yet delivered)."""
-        pending, infos = self.queue()
-        info = infos.get(self.signo)
-        if not info or not pending & (1 << (self.signo - 1)):
-            return False
-        _, _, code, tid, _, _ = SIGINFO_TIMER.unpack_from(info)
-        return code == SI_TIMER and tid == self.tid
+        return self.queued() is not None
 
     def expire(self, count: int) -> None:
         """It expired `count` times: queue its signal, or count overruns while the last one is pending."""
         if self.notify == SIGEV_NONE:
             return
-        if self.signal_pending():
+        index = self.queued()
+        if index is not None:
             self.overrun += count
-            self.queue()[1][self.signo] = self.info()
+            self.queue()[1][self.signo][index] = self.info()
             return
         self.overrun_last = self.overrun
         self.overrun = count - 1
