@@ -336,6 +336,9 @@ NAMES = {
     332: "statx",
     333: "io_pgetevents",
     334: "rseq",
+}
+# From 424 on (Linux 5.1) both ABIs give every new call the same number.
+NAMES_COMMON = {
     424: "pidfd_send_signal",
     425: "io_uring_setup",
     426: "io_uring_enter",
@@ -364,6 +367,7 @@ NAMES = {
     449: "futex_waitv",
     450: "set_mempolicy_home_node",
 }
+NAMES.update(NAMES_COMMON)
 NUMBERS = {name: nr for nr, name in NAMES.items()}
 
 # i386 Linux system-call numbers and names (from the kernel's uapi asm/unistd_32.h).
@@ -781,32 +785,6 @@ NAMES_32 = {
     421: "rt_sigtimedwait_time64",
     422: "futex_time64",
     423: "sched_rr_get_interval_time64",
-    424: "pidfd_send_signal",
-    425: "io_uring_setup",
-    426: "io_uring_enter",
-    427: "io_uring_register",
-    428: "open_tree",
-    429: "move_mount",
-    430: "fsopen",
-    431: "fsconfig",
-    432: "fsmount",
-    433: "fspick",
-    434: "pidfd_open",
-    435: "clone3",
-    436: "close_range",
-    437: "openat2",
-    438: "pidfd_getfd",
-    439: "faccessat2",
-    440: "process_madvise",
-    441: "epoll_pwait2",
-    442: "mount_setattr",
-    443: "quotactl_fd",
-    444: "landlock_create_ruleset",
-    445: "landlock_add_rule",
-    446: "landlock_restrict_self",
-    447: "memfd_secret",
-    448: "process_mrelease",
-    449: "futex_waitv",
-    450: "set_mempolicy_home_node",
 }
+NAMES_32.update(NAMES_COMMON)
 NUMBERS_32 = {name: nr for nr, name in NAMES_32.items()}
