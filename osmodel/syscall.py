@@ -154,7 +154,7 @@ def dispatch(kernel: Kernel, proc: Process, abi: Abi = ABI_64) -> None:
     if not proc.alive or proc.resume_rip is not None:
         return
     kernel.cpu.set_reg("rax", ret)
-    if not proc.runnable or (proc.pending | (proc.leader or proc).shared_pending) & ~proc.sigmask:
+    if not proc.runnable or sigframe.deliverable(proc):
         # The call completed but left the caller asleep (vfork's parent), or with a signal to deliver
         # on the way back to user mode: resume after it, through the scheduler.
         proc.resume_rip = rip + 2
