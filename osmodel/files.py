@@ -18,6 +18,7 @@ from typing import Callable, ClassVar, TypeVar
 
 O_ACCMODE = 0o3
 O_CLOEXEC = 0o2000000
+O_PATH = 0o10000000
 FD_CLOEXEC = 1
 MAX_FDS = 1024
 
@@ -137,6 +138,7 @@ class HostFile(File):
         self.host_path = host_path or path     # `path` is what the guest called it
         self._key: tuple[int, int] | None = None
         self.proc_listed = False               # /proc's guest pids were listed (getdents64)
+        self.dir_pos = 0                       # the next entry of a generated directory (/proc/PID/fd)
 
     def key(self) -> tuple[int, int]:
         """The file's identity (device, inode), as the page cache knows it."""
@@ -155,6 +157,8 @@ class HostFile(File):
         return os.write(self.hostfd, data)
 
     def lseek(self, offset: int, whence: int) -> int:
+        if offset == 0 and whence == os.SEEK_SET:
+            self.proc_listed, self.dir_pos = False, 0     # rewinddir lists generated entries again
         return os.lseek(self.hostfd, offset, whence)
 
     def stat(self) -> os.stat_result:
@@ -184,35 +188,49 @@ PIPE_BUF = 4096         # writes up to this size are atomic
 
 
 class Pipe:
-    """A pipe's buffer and how many read and write ends are open. Sleepers wait on the Pipe itself."""
+    """A pipe's buffer and how many read and write ends are open (a named pipe's too). Sleepers wait
+    on the Pipe itself. The counters of opens ever made let a FIFO opener blocked until the other
+    side comes tell that it came, even if it has left again (Linux's r_counter/w_counter)."""
 
     def __init__(self, wakeup):
         self.buffer = bytearray()
         self.readers = 0
         self.writers = 0
+        self.reads_opened = 0
+        self.writes_opened = 0
         self.wakeup = wakeup      # wakes every process sleeping on a channel
 
 
 class PipeEnd(File):
-    """One end of a pipe."""
+    """A pipe opened for reading, writing or (a named pipe only) both: `access` is O_RDONLY, O_WRONLY
+    or O_RDWR. `path` is what /proc/PID/fd/N links to: pipe:[N], or a named pipe's guest path."""
 
-    def __init__(self, pipe: Pipe, reading: bool, flags: int):
-        super().__init__("pipe:", flags | (os.O_RDONLY if reading else os.O_WRONLY))
+    def __init__(self, pipe: Pipe, access: int, flags: int, path: str | None = None,
+                 st: os.stat_result | None = None):
+        super().__init__("pipe:", (flags & ~O_ACCMODE) | access)
         self.pipe = pipe
-        self.reading = reading
-        if reading:
+        self.reads = access != os.O_WRONLY
+        self.writes = access != os.O_RDONLY
+        if self.reads:
             pipe.readers += 1
-        else:
+            pipe.reads_opened += 1
+        if self.writes:
             pipe.writers += 1
+            pipe.writes_opened += 1
+        # A non-blocking reader opened with no writer reports no hang-up until a writer has come (Linux's f_version).
+        self.quiet_until = pipe.writes_opened if self.reads and not pipe.writers and flags & os.O_NONBLOCK else -1
         self.ino = id(pipe) & 0xFFFFFFF
-        self.path = f"pipe:[{self.ino}]"        # what /proc/PID/fd/N links to
+        self.path = path or f"pipe:[{self.ino}]"
+        self.st = st                            # a named pipe's inode, as fstat shows it
+        if path is not None:
+            pipe.wakeup(pipe)                   # an opener of the other side may be waiting for this one
 
     def channel(self) -> object:
         return self.pipe
 
     def read(self, size: int) -> bytes:
         pipe = self.pipe
-        if not self.reading:
+        if not self.reads:
             raise SysError(errno.EBADF)
         if pipe.buffer:
             data = bytes(pipe.buffer[:size])
@@ -227,7 +245,7 @@ class PipeEnd(File):
 
     def write(self, data: bytes) -> int:
         pipe = self.pipe
-        if self.reading:
+        if not self.writes:
             raise SysError(errno.EBADF)
         if pipe.readers == 0:
             raise SysError(errno.EPIPE)
@@ -242,21 +260,26 @@ class PipeEnd(File):
         return len(chunk)
 
     def stat(self) -> os.stat_result:
+        if self.st is not None:
+            return self.st
         mode = statmod.S_IFIFO | 0o600
         return os.stat_result((mode, self.ino, 0x0C, 1, os.getuid(), os.getgid(), 0, 0, 0, 0))
 
     def poll(self, events: int) -> int:
         pipe = self.pipe
-        if self.reading:
-            ready = events & POLLIN if pipe.buffer else 0
-            return ready | (POLLHUP if pipe.writers == 0 else 0)
-        ready = events & POLLOUT if len(pipe.buffer) < PIPE_CAPACITY else 0
-        return ready | (POLLERR if pipe.readers == 0 else 0)      # Linux reports room even without readers
+        ready = 0
+        if self.reads:
+            ready |= events & POLLIN if pipe.buffer else 0
+            ready |= POLLHUP if pipe.writers == 0 and pipe.writes_opened != self.quiet_until else 0
+        if self.writes:
+            ready |= events & POLLOUT if len(pipe.buffer) < PIPE_CAPACITY else 0
+            ready |= POLLERR if pipe.readers == 0 else 0      # Linux reports room even without readers
+        return ready
 
     def release(self) -> None:
-        if self.reading:
+        if self.reads:
             self.pipe.readers -= 1
-        else:
+        if self.writes:
             self.pipe.writers -= 1
         self.pipe.wakeup(self.pipe)
 

@@ -32,6 +32,7 @@ from osmodel import report
 from osmodel.addrspace import (PROT_EXEC, PROT_READ, PROT_WRITE, STACK_INITIAL, AddressSpace,
                                Region, page_down, page_up)
 from osmodel.fault import OOM, SEGV, FaultHandler, Resolution, Segv
+from osmodel.fifo import FifoTable
 from osmodel.files import AnyOf, Block, FdTable, HostFile, SysError, host_umask
 from osmodel.process import RUNNABLE, SIG_DFL, SIG_IGN, SLEEPING, ZOMBIE, Process
 from osmodel.pagecache import FileBacking, PageCache
@@ -103,6 +104,14 @@ def shebang(head: bytes, path: str, argv: list[bytes]) -> tuple[str, list[bytes]
     return os.fsdecode(interp), [interp] + ([arg] if arg else []) + [os.fsencode(path)] + argv[1:]
 
 
+def stdio_name(fd: int) -> str:
+    """What run-elf's own descriptor fd is (a terminal, a file, pipe:[N]), as /proc/self/fd/N names it."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return f"<fd {fd}>"
+
+
 @dataclass(order=True)
 class KernelTimer:
     """A timer in the kernel's queue: fire(now) is called at `due` (time.monotonic()) unless cancelled."""
@@ -152,6 +161,7 @@ class Kernel:
         self.unbounded = False      # the current run has no instruction quantum (nobody else was runnable)
         self.insn_counter = None    # vm.icount.InstructionCounter, once something needs instructions counted
         self.proc_files: list[int] = []   # memory files serving generated /proc/PID files
+        self.fifos = FifoTable(self)       # named pipes open in the guest
         self.deadline = 0.0               # time.monotonic() at which --timeout stops the guest (0: never)
         self.timers: list[KernelTimer] = []   # a heap by due time: alarms, interval and POSIX timers, timerfds
         self._timer_seq = itertools.count()
@@ -240,7 +250,7 @@ class Kernel:
         files = FdTable()
         for fd, host in enumerate(stdio):
             try:
-                files.place(fd, HostFile(os.dup(host), f"<fd {host}>", os.O_RDWR))
+                files.place(fd, HostFile(os.dup(host), self.fs.guest_of_host(stdio_name(host)), os.O_RDWR))
             except OSError:
                 pass
         proc = self._new_process(ppid=0, aspace=None, files=files, cwd=cwd)
@@ -306,7 +316,7 @@ class Kernel:
 
         Raises LoadError (leaving proc untouched) if the interpreter is missing or the arguments do not fit.
         """
-        exe = os.path.abspath(image.path)
+        exe = os.path.realpath(image.path)       # /proc/self/exe: the file itself, whatever link named it
         old = proc.aspace
         fmt = X86_64 if image.bits == 64 else PAGING_32[self.config.paging]
         if fmt.entry_size == 4 and self.ram.size > 1 << 32:
@@ -377,7 +387,7 @@ class Kernel:
 
     def _map_image(self, aspace: AddressSpace, image: Image) -> None:
         """Regions for an image's segments: file-backed pages, then the zero-filled rest as bss."""
-        exe = os.path.abspath(image.path)
+        exe = os.path.realpath(image.path)
         backing = FileBacking(exe, self.fs.guest_of_host(exe))
         for seg in image.segments:
             file_top = min(page_up(seg.file_end) if seg.file_end > seg.start else seg.start, seg.end)

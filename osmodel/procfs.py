@@ -13,17 +13,22 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 import struct
+import time
 from typing import TYPE_CHECKING
 
-from osmodel.files import HostFile, SysError
+from osmodel.files import File, HostFile, SysError
 
 if TYPE_CHECKING:
     from osmodel.kernel import Kernel
     from osmodel.process import Process
 
 _PID_DIR = re.compile(r"^/proc/(self|thread-self|\d+)(/.*)?$")
-_FD = re.compile(r"^/fd/(\d+)$")
+_FD = re.compile(r"^/fd/(\d+)(/.*)?$")
+_LISTED = re.compile(r"^/proc/(\d+)(/fd)?$")
+DIRENT = struct.Struct("<QqHB")        # struct linux_dirent64 without its name
+DT_DIR, DT_REG, DT_LNK = 4, 8, 10
 GENERATED = ("maps", "cmdline", "comm", "status", "stat", "statm")
 HIDDEN = ("mem", "environ", "auxv", "pagemap", "syscall", "stack", "personality", "io", "smaps", "smaps_rollup",
           "mountinfo", "mounts", "attr", "map_files", "ns", "task", "fdinfo", "numa_maps", "limits", "oom_score")
@@ -32,14 +37,41 @@ SHARED_WITH_HOST = ("mounts", "mountinfo")   # the guest sees run-elf's mount na
 
 class ProcEntry:
     """What a /proc/PID path names: a link (target guest path, and the host path it leads to), a
-    generated file (its bytes), or a directory (its host stand-in)."""
+    generated file (its bytes), a guest file with no host inode (a pipe, a socket: `file`), or a
+    directory (its host stand-in, and the names it lists)."""
 
     def __init__(self, link: str | None = None, host: str | None = None, content: bytes | None = None,
-                 redirect: str | None = None):
+                 redirect: str | None = None, file: File | None = None):
         self.link = link
         self.host = host
         self.content = content
         self.redirect = redirect      # a guest path to resolve instead (a path below cwd/ or root/)
+        self.file = file
+
+
+class GuestFileError(SysError):
+    """The path names a guest file (pipe, socket...) through /proc/PID/fd/N: it has no host path
+    (ENXIO to callers that need one); open and stat use `file` itself."""
+
+    def __init__(self, file: File):
+        super().__init__(errno.ENXIO)
+        self.file = file
+
+
+def dev_alias(k: Kernel, path: str, follow: bool) -> str:
+    """An absolute path through /dev/fd, /dev/stdin, /dev/stdout or /dev/stderr, links into /proc/self/fd
+    on every Linux system, as the /proc path it leads to (the guest's, not run-elf's); other paths, and
+    (unless `follow`) a path ending at such a link, unchanged."""
+    name, sep, rest = path[5:].partition("/")
+    if not sep and not follow:
+        return path
+    try:
+        target = os.readlink(k.fs.host_path("/dev/" + name))
+    except OSError:
+        return path
+    if not target.startswith("/proc/"):
+        return path
+    return target + sep + rest
 
 
 def lookup(k: Kernel, p: Process, path: str) -> ProcEntry | None:
@@ -53,7 +85,7 @@ def lookup(k: Kernel, p: Process, path: str) -> ProcEntry | None:
     if proc is None or not proc.alive and rest not in ("", "/stat", "/status", "/cmdline", "/comm"):
         raise SysError(errno.ENOENT)
     if rest in ("", "/fd"):
-        return ProcEntry(host=k.fs.host_path("/"), content=None) if rest == "" else _fd_dir()
+        return ProcEntry(link=f"/proc/{proc.pid}{rest}", host=k.fs.host_path("/"))   # listed by `listing`
     name = rest[1:]
     top, _, below = name.partition("/")
     if below and top in ("cwd", "root"):
@@ -70,8 +102,13 @@ def lookup(k: Kernel, p: Process, path: str) -> ProcEntry | None:
             f = proc.files.get(int(fd.group(1)))
         except SysError:
             raise SysError(errno.ENOENT) from None
-        host = f"/proc/self/fd/{f.hostfd}" if isinstance(f, HostFile) else None
-        return ProcEntry(link=f.path, host=host)   # guest files: pipe:[N], socket:[N], anon_inode:[eventfd]...
+        if fd.group(2):                                   # a path below a directory descriptor
+            if not isinstance(f, HostFile) or not f.is_directory():
+                raise SysError(errno.ENOTDIR)
+            return ProcEntry(redirect=os.path.join(f.path, fd.group(2).lstrip("/")))
+        if isinstance(f, HostFile):
+            return ProcEntry(link=f.path, host=f"/proc/self/fd/{f.hostfd}")
+        return ProcEntry(link=f.path, file=f)   # guest files: pipe:[N], socket:[N], anon_inode:[eventfd]...
     if name in GENERATED:
         return ProcEntry(content=generate(k, proc, name))
     if name in SHARED_WITH_HOST and k.fs.root is None:
@@ -79,8 +116,48 @@ def lookup(k: Kernel, p: Process, path: str) -> ProcEntry | None:
     raise SysError(errno.EACCES if name in HIDDEN else errno.ENOENT)
 
 
-DIRENT = struct.Struct("<QqHB")        # struct linux_dirent64 without its name
-DT_DIR = 4
+def listing(k: Kernel, path: str) -> list[tuple[str, int]] | None:
+    """The (name, d_type) entries of a /proc/PID or /proc/PID/fd directory (`path` as lookup links it),
+    or None if path is not one of them: what the guest may open there, its descriptors as links."""
+    m = _LISTED.match(path)
+    if m is None:
+        return None
+    proc = k.processes.get(int(m.group(1)))
+    if proc is None:
+        return []
+    if m.group(2):
+        return [(str(fd), DT_LNK) for fd in sorted(proc.files.slots)]
+    names = [(n, DT_REG) for n in GENERATED] + [(n, DT_LNK) for n in ("cwd", "exe", "root")] + [("fd", DT_DIR)]
+    if k.fs.root is None:
+        names += [(n, DT_REG) for n in SHARED_WITH_HOST]
+    return sorted(names)
+
+
+def link_stat(f: File) -> os.stat_result:
+    """lstat of /proc/PID/fd/N for a guest file: a link whose permissions are the descriptor's access."""
+    access = f.flags & 3
+    mode = stat.S_IFLNK | 0o500 if access == os.O_RDONLY else stat.S_IFLNK | (0o300 if access == os.O_WRONLY else 0o700)
+    now = time.time()
+    return os.stat_result((mode, 0x3000_0000 + (id(f) & 0xFFFFFF), 0x16, 1, os.getuid(), os.getgid(), 64,
+                           now, now, now))
+
+
+def list_entries(f: HostFile, entries: list[tuple[str, int]], size: int) -> bytes:
+    """The next linux_dirent64 records of a generated directory ('.', '..', then `entries`) that fit in
+    size bytes, from f's position in it (EINVAL if not even one fits)."""
+    names = [(".", DT_DIR), ("..", DT_DIR)] + entries
+    out = bytearray()
+    while f.dir_pos < len(names):
+        name, dtype = names[f.dir_pos]
+        raw = name.encode()
+        reclen = (DIRENT.size + len(raw) + 1 + 7) & ~7
+        if len(out) + reclen > size:
+            if not out:
+                raise SysError(errno.EINVAL)
+            break
+        f.dir_pos += 1
+        out += (DIRENT.pack(0x2000_0000 + f.dir_pos, f.dir_pos, reclen, dtype) + raw).ljust(reclen, b"\0")
+    return bytes(out)
 
 
 def list_proc(k: Kernel, f: HostFile, records: bytes, size: int) -> bytes:
@@ -104,11 +181,6 @@ def list_proc(k: Kernel, f: HostFile, records: bytes, size: int) -> bytes:
                 break
             out += rec.ljust(reclen, b"\0")
     return bytes(out)
-
-
-def _fd_dir() -> ProcEntry:
-    """Listing /proc/PID/fd is not provided (the links inside it are)."""
-    raise SysError(errno.EACCES)
 
 
 def generate(k: Kernel, proc: Process, name: str) -> bytes:

@@ -6,11 +6,12 @@ import ctypes
 import errno
 import fcntl
 import os
+import stat as statmod
 import struct
 import termios
 from typing import TYPE_CHECKING, Callable
 
-from osmodel.files import (FD_CLOEXEC, host_umask_zero, MAX_FDS, O_ACCMODE, O_CLOEXEC, Block, File, HostFile,
+from osmodel.files import (FD_CLOEXEC, host_umask_zero, MAX_FDS, O_ACCMODE, O_CLOEXEC, O_PATH, Block, File, HostFile,
                            Pipe, PipeEnd, SysError, pack_stat)
 from osmodel import procfs
 from osmodel.syslock import LOCK_COMMANDS, fcntl_lock
@@ -37,23 +38,31 @@ TIMESPEC = struct.Struct("<qq")      # struct timespec (x86-64)
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
-def namei(k: Kernel, p: Process, dirfd: int, path: bytes, follow: bool = True) -> tuple[str, str]:
-    """(guest path, host path) of a guest path relative to dirfd (AT_FDCWD: the working directory).
-
-    Resolution, and confinement under --root, is the FileSystem's; /proc/PID paths are the guest's
-    own (osmodel.procfs). An absolute path ignores dirfd; a relative one needs dirfd to be a directory.
-    """
-    text = os.fsdecode(path)
-    if not text:
-        raise SysError(errno.ENOENT)
-    if text.startswith("/") or signed32(dirfd) == AT_FDCWD:
-        base = p.cwd
+def absolute_path(k: Kernel, p: Process, dirfd: int, text: str, follow: bool) -> str:
+    """A guest path made absolute against dirfd (AT_FDCWD: the working directory), with /dev/fd/N and
+    /dev/std* taken as the /proc/self/fd links they are. A relative path needs dirfd to be a directory."""
+    if text.startswith("/"):
+        absolute = text
+    elif signed32(dirfd) == AT_FDCWD:
+        absolute = os.path.join(p.cwd, text)
     else:
         f = p.files.get(signed32(dirfd))
         if not isinstance(f, HostFile) or not f.is_directory():
             raise SysError(errno.ENOTDIR)
-        base = f.path
-    absolute = text if text.startswith("/") else os.path.join(base, text)
+        absolute = os.path.join(f.path, text)
+    return procfs.dev_alias(k, absolute, follow) if absolute.startswith("/dev/") else absolute
+
+
+def namei(k: Kernel, p: Process, dirfd: int, path: bytes, follow: bool = True) -> tuple[str, str]:
+    """(guest path, host path) of a guest path relative to dirfd (AT_FDCWD: the working directory).
+
+    Resolution, and confinement under --root, is the FileSystem's; /proc/PID paths are the guest's
+    own (osmodel.procfs): one naming a guest pipe or socket raises procfs.GuestFileError.
+    """
+    text = os.fsdecode(path)
+    if not text:
+        raise SysError(errno.ENOENT)
+    absolute = absolute_path(k, p, dirfd, text, follow)
     if absolute.startswith("/proc/"):
         entry = procfs.lookup(k, p, absolute)
         if entry is not None:
@@ -61,10 +70,12 @@ def namei(k: Kernel, p: Process, dirfd: int, path: bytes, follow: bool = True) -
                 return k.fs.resolve(entry.redirect, "/", follow)
             if entry.content is not None:
                 return absolute, procfs.content_file(k, entry.content)
+            if entry.file is not None:
+                raise procfs.GuestFileError(entry.file)
             if entry.host is None:
                 raise SysError(errno.ENXIO)
             return (entry.link or absolute), entry.host
-    return k.fs.resolve(text, base, follow)
+    return k.fs.resolve(absolute, "/", follow)
 
 
 def host_path(k: Kernel, p: Process, dirfd: int, path: bytes, follow: bool = True) -> str:
@@ -265,12 +276,36 @@ def sys_writev(k: Kernel, p: Process, fd: int, iov: int, iovcnt: int) -> int:
 
 def open_file(k: Kernel, p: Process, dirfd: int, path: int, flags: int, mode: int) -> int:
     """openat: open a host file for the guest and give it the lowest free descriptor."""
-    guest, host = namei(k, p, dirfd, k.copyinstr(p, path), follow=not flags & os.O_NOFOLLOW)
+    cloexec = bool(flags & O_CLOEXEC)
+    try:
+        guest, host = namei(k, p, dirfd, k.copyinstr(p, path), follow=not flags & os.O_NOFOLLOW)
+    except procfs.GuestFileError as err:                 # /proc/self/fd/N of a pipe opens the pipe again
+        if not isinstance(err.file, PipeEnd):
+            raise
+        end = err.file
+        return p.files.install(k.fifos.open(p, end.pipe, flags, end.path, end.st, named=end.st is not None), cloexec)
     if flags & WRITE_FLAGS:
         k.fs.check_write()
+    fifo = fifo_stat(host, flags)
+    if fifo is not None:
+        if not os.access(host, {os.O_RDONLY: os.R_OK, os.O_WRONLY: os.W_OK}.get(flags & 3, os.R_OK | os.W_OK)):
+            raise SysError(errno.EACCES)
+        return p.files.install(k.fifos.open(p, k.fifos.pipe(fifo), flags, guest, fifo), cloexec)
     with host_umask_zero():
         hostfd = os.open(host, (flags & ~O_CLOEXEC) | os.O_CLOEXEC, mode & ~p.umask & 0o7777)
-    return p.files.install(HostFile(hostfd, guest, flags, host), cloexec=bool(flags & O_CLOEXEC))
+    return p.files.install(HostFile(hostfd, guest, flags, host), cloexec=cloexec)
+
+
+def fifo_stat(host: str, flags: int) -> os.stat_result | None:
+    """The stat of the named pipe an open would open (a guest pipe, osmodel.fifo), None if it is not one
+    (a host pipe reached through /proc/self/fd/N is opened on the host)."""
+    if host.startswith("/proc/self/fd/"):
+        return None
+    try:
+        st = os.stat(host, follow_symlinks=not flags & os.O_NOFOLLOW)
+    except OSError:
+        return None
+    return st if statmod.S_ISFIFO(st.st_mode) and not flags & O_PATH else None
 
 
 @syscall("open", "sfo")
@@ -308,7 +343,10 @@ def stat_path(k: Kernel, p: Process, dirfd: int, path: int, flags: int) -> os.st
             return os.stat(k.fs.host_path(p.cwd))
         return p.files.get(signed32(dirfd)).stat()
     follow = not flags & AT_SYMLINK_NOFOLLOW
-    return os.stat(host_path(k, p, dirfd, name, follow), follow_symlinks=follow)
+    try:
+        return os.stat(host_path(k, p, dirfd, name, follow), follow_symlinks=follow)
+    except procfs.GuestFileError as err:                 # /proc/self/fd/N of a pipe or socket
+        return err.file.stat() if follow else procfs.link_stat(err.file)
 
 
 @syscall("newfstatat", "Fspx")
@@ -334,9 +372,7 @@ def read_link(k: Kernel, p: Process, dirfd: int, path: int, buf: int, size: int)
     if signed32(size) <= 0:
         raise SysError(errno.EINVAL)
     name = k.copyinstr(p, path)
-    text = os.fsdecode(name)
-    absolute = text if text.startswith("/") else os.path.join(
-        p.cwd if signed32(dirfd) == AT_FDCWD else p.files.get(signed32(dirfd)).path, text)
+    absolute = absolute_path(k, p, dirfd, os.fsdecode(name), follow=False) if name else ""
     entry = procfs.lookup(k, p, absolute) if absolute.startswith("/proc/") else None
     if entry is not None:
         if entry.link is None:
@@ -393,20 +429,25 @@ def sys_ioctl(k: Kernel, p: Process, fd: int, request: int, arg: int) -> int:
     raise SysError(errno.ENOTTY)
 
 
-@syscall("access", "so")
-def sys_access(k: Kernel, p: Process, path: int, mode: int) -> int:
-    host = host_path(k, p, AT_FDCWD, k.copyinstr(p, path))
+def check_access(k: Kernel, p: Process, dirfd: int, path: int, mode: int) -> int:
+    """access/faccessat: 0 if the real ids may access the path with mode (R_OK, W_OK, X_OK), as the host says."""
+    try:
+        host = host_path(k, p, dirfd, k.copyinstr(p, path))
+    except procfs.GuestFileError:
+        return 0                                  # a pipe or socket the process has open
     if not os.access(host, mode & 7):
         raise SysError(errno.ENOENT if not os.path.lexists(host) else errno.EACCES)
     return 0
+
+
+@syscall("access", "so")
+def sys_access(k: Kernel, p: Process, path: int, mode: int) -> int:
+    return check_access(k, p, AT_FDCWD, path, mode)
 
 
 @syscall("faccessat", "Fso")
 def sys_faccessat(k: Kernel, p: Process, dirfd: int, path: int, mode: int) -> int:
-    host = host_path(k, p, dirfd, k.copyinstr(p, path))
-    if not os.access(host, mode & 7):
-        raise SysError(errno.ENOENT if not os.path.lexists(host) else errno.EACCES)
-    return 0
+    return check_access(k, p, dirfd, path, mode)
 
 
 @syscall("getcwd", "Bu")
@@ -432,7 +473,7 @@ def make_pipe(k: Kernel, p: Process, fds: int, flags: int) -> int:
         raise SysError(errno.EINVAL)
     pipe = Pipe(k.wakeup)
     nonblock = flags & os.O_NONBLOCK
-    return install_pair(k, p, PipeEnd(pipe, True, nonblock), PipeEnd(pipe, False, nonblock),
+    return install_pair(k, p, PipeEnd(pipe, os.O_RDONLY, nonblock), PipeEnd(pipe, os.O_WRONLY, nonblock),
                         bool(flags & O_CLOEXEC), fds)
 
 
@@ -563,11 +604,14 @@ def sys_getdents64(k: Kernel, p: Process, fd: int, dirp: int, count: int) -> int
 
 
 def dirents64(k: Kernel, p: Process, fd: int, count: int) -> bytes:
-    """Up to count bytes of the directory's next linux_dirent64 records (the guest's /proc listing for /proc)."""
+    """Up to count bytes of the directory's next linux_dirent64 records (the guest's own for /proc)."""
     file = p.files.get(signed32(fd))
     if not isinstance(file, HostFile) or not file.is_directory():
         raise SysError(errno.ENOTDIR)
     size = min(count, MAX_IO)
+    entries = procfs.listing(k, file.path) if file.path.startswith("/proc/") else None
+    if entries is not None:
+        return procfs.list_entries(file, entries, size)
     buf = ctypes.create_string_buffer(size)
     n = LIBC.syscall(SYS_GETDENTS64, file.hostfd, buf, size)
     if n < 0:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import re
 import stat as statmod
 import struct
 from typing import TYPE_CHECKING
 
-from osmodel.files import File, HostFile, PipeEnd, SysError, host_umask_zero
+from osmodel.files import O_PATH, File, HostFile, PipeEnd, SysError, host_umask_zero
 from osmodel.syscall import AT_FDCWD, signed, signed32, syscall
+from osmodel import procfs
 from osmodel.sysfile import LIBC, AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, MAX_IO, namei, open_file, write_file
 from vm.ram import PAGE_SHIFT, PAGE_SIZE
 
@@ -37,7 +37,6 @@ AT_STATX_SYNC_TYPE = 0x6000
 RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
-O_PATH = getattr(os, "O_PATH", 0o10000000)
 XATTR_NAME_MAX = 255
 XATTR_SIZE_MAX = 65536
 XATTR_LIST_MAX = 65536
@@ -93,37 +92,8 @@ def guest_path(k: Kernel, p: Process, path: int) -> bytes:
     return k.copyinstr(p, path)
 
 
-PROC_FD = re.compile(rb"^/+(?:proc/+(?:self|thread-self|(\d+))|dev)/+fd/+(\d+)(/.*)?$", re.DOTALL)
-
-
-def proc_fd(k: Kernel, p: Process, raw: bytes) -> str | None:
-    """The host path for /proc/self/fd/N (/proc/PID/fd/N, /dev/fd/N): the guest's descriptor N, not
-    run-elf's. A host file is reached through run-elf's own descriptor for it; a path below a directory
-    descriptor is resolved from the directory's guest path (so --root confinement holds); a guest pipe
-    has no host inode (EOPNOTSUPP). None if raw is not such a path."""
-    m = PROC_FD.match(raw)
-    if m is None:
-        return None
-    owner = p if m.group(1) is None else k.processes.get(int(m.group(1)))
-    if owner is None:
-        raise SysError(errno.ENOENT)
-    try:
-        f = owner.files.get(int(m.group(2)))
-    except SysError:
-        raise SysError(errno.ENOENT) from None
-    if not isinstance(f, HostFile):
-        raise SysError(errno.EOPNOTSUPP)
-    if m.group(3):
-        return k.fs.resolve(os.fsdecode(m.group(3)).lstrip("/") or ".", f.path)[1]
-    return f"/proc/self/fd/{f.hostfd}"
-
-
 def lookup(k: Kernel, p: Process, dirfd: int, raw: bytes, follow: bool = True) -> str:
     """The host path of a path naming an existing object (follow: whether a final symbolic link is followed)."""
-    if follow:
-        magic = proc_fd(k, p, raw)
-        if magic is not None:
-            return magic
     return namei(k, p, dirfd, raw, follow)[1]
 
 
@@ -209,9 +179,13 @@ def sys_statx(k: Kernel, p: Process, dirfd: int, path: int, flags: int, mask: in
                 data = statx_of_stat(f.stat())
     else:
         follow = not flags & AT_SYMLINK_NOFOLLOW
-        host = lookup(k, p, dirfd, name, follow)
-        data = host_statx(AT_FDCWD, fs_path(host), host_flags, mask,
-                          lambda: os.stat(host, follow_symlinks=follow))
+        try:
+            host = lookup(k, p, dirfd, name, follow)
+        except procfs.GuestFileError as err:         # /proc/self/fd/N of a pipe or socket
+            data = statx_of_stat(err.file.stat() if follow else procfs.link_stat(err.file))
+        else:
+            data = host_statx(AT_FDCWD, fs_path(host), host_flags, mask,
+                              lambda: os.stat(host, follow_symlinks=follow))
     k.copyout(p, buf, data)
     return 0
 
@@ -240,7 +214,10 @@ def sys_faccessat2(k: Kernel, p: Process, dirfd: int, path: int, mode: int, flag
                 return 0
             target, where, host_flags = b"", f.hostfd, host_flags | AT_EMPTY_PATH
     else:
-        target, where = fs_path(lookup(k, p, dirfd, name, not flags & AT_SYMLINK_NOFOLLOW)), AT_FDCWD
+        try:
+            target, where = fs_path(lookup(k, p, dirfd, name, not flags & AT_SYMLINK_NOFOLLOW)), AT_FDCWD
+        except procfs.GuestFileError:
+            return 0                              # a pipe or socket the process has open
     _libc(LIBC.faccessat(where, target, mode, host_flags))
     if mode & os.W_OK and k.fs.read_only:
         if where == AT_FDCWD:
@@ -271,7 +248,10 @@ def xattr_target(k: Kernel, p: Process, where: int, follow: bool | None):
         if not isinstance(f, HostFile) or f.flags & O_PATH:
             raise SysError(errno.EBADF if isinstance(f, HostFile) else errno.EOPNOTSUPP)
         return f.hostfd, f
-    return lookup(k, p, AT_FDCWD, guest_path(k, p, where), follow), None
+    try:
+        return lookup(k, p, AT_FDCWD, guest_path(k, p, where), follow), None
+    except procfs.GuestFileError:
+        raise SysError(errno.EOPNOTSUPP) from None      # a pipe or socket through /proc/PID/fd/N
 
 
 def get_xattr(k: Kernel, p: Process, where: int, name: int, value: int, size: int, follow: bool | None) -> int:

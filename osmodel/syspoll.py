@@ -533,7 +533,7 @@ def file_activity(file: File, events: int) -> int | None:
         return file.activity(events)
     if isinstance(file, PipeEnd):
         # Writes grow what a reader sees, reads grow the writer's room.
-        return len(file.pipe.buffer) if file.reading else -len(file.pipe.buffer)
+        return len(file.pipe.buffer) if file.reads else -len(file.pipe.buffer)
     return None
 
 

@@ -806,10 +806,11 @@ def test_guest_gets_no_host_descriptor_through_the_api(tree, host_fds):
     check_no_host_descriptors(stdout, 3, 100)
 
 
-def test_proc_self_fd_does_not_reach_host_descriptors(tree, host_fds):
+@pytest.mark.parametrize("directory", ["/proc/self/fd", "/dev/fd"])
+def test_proc_self_fd_does_not_reach_host_descriptors(tree, host_fds, directory):
     probe = tree / "root" / "bin" / "probe"
     secret = host_fds[0]                                # only the file: reading a passed pipe would block
-    r = cli([probe, f"read:/proc/self/fd/{secret}"], pass_fds=[secret], timeout=20)
+    r = cli([probe, f"read:{directory}/{secret}"], pass_fds=[secret], timeout=20)
     assert r.returncode == 0, r
     assert "HOST-FD-SECRET" not in r.stdout, r.stdout
 
