@@ -254,7 +254,9 @@ class Kernel:
             except OSError:
                 pass
         proc = self._new_process(ppid=0, aspace=None, files=files, cwd=cwd)
-        proc.pgid = proc.sid = proc.pid
+        # Its process group and session are run-elf's, outside the guest's pid namespace: 0 in it, as for
+        # an init started by unshare --pid --fork; like a program run from a script, it leads neither.
+        proc.pgid = proc.sid = 0
         proc.umask = host_umask()
         try:
             self.exec_image(proc, image, argv, envp, path)
@@ -448,7 +450,7 @@ class Kernel:
             self.cpu.flush_tlb(parent.aspace.asid, "copy-on-write")
         child = self._new_process(parent.tgid, aspace, parent.files.copy(), parent.cwd)
         child.pgid, child.sid = parent.pgid, parent.sid
-        child.umask, child.rlimits = parent.umask, dict(parent.rlimits)
+        child.umask, child.rlimits, child.ioprio = parent.umask, dict(parent.rlimits), parent.ioprio
         child.exe, child.name, child.symbols = parent.exe, parent.name, parent.symbols
         child.sigactions, child.sigmask, child.altstack = dict(parent.sigactions), parent.sigmask, parent.altstack
         child.tls = list(parent.tls)

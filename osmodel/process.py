@@ -48,6 +48,7 @@ class Process:
     table_pages: int = 0                  # page-table pages in use at exit
 
     pgid: int = 0
+    ioprio: int = 0                       # ioprio_set's value (0: class none)
     sid: int = 0
     channel: object = None                # what it sleeps on, when SLEEPING
     sleeping_in: str = ""                 # the system call it sleeps in (for reports)

@@ -118,7 +118,7 @@ SHARED = {name: name for name in (
     "execve", "exit", "exit_group", "faccessat", "faccessat2", "fchdir", "fchmod", "fchmodat", "fchownat",
     "fdatasync", "fgetxattr", "flistxattr", "fork", "fremovexattr", "fsetxattr", "fsync", "ftruncate", "getcpu",
     "getcwd", "getpgid", "getpgrp", "getpid", "getppid", "getpriority", "getrandom", "getsid", "gettid",
-    "getxattr", "ioctl", "kill", "lgetxattr", "link", "linkat", "listxattr", "llistxattr", "lremovexattr",
+    "getxattr", "ioctl", "ioprio_get", "ioprio_set", "kill", "lgetxattr", "link", "linkat", "listxattr", "llistxattr", "lremovexattr",
     "lsetxattr", "madvise", "memfd_create", "mincore", "mkdir", "mkdirat", "mknod", "mknodat", "mprotect",
     "mremap", "msync", "munmap", "pause", "personality", "pipe", "pipe2", "poll", "prctl", "prlimit64", "read",
     "readlink", "readlinkat", "removexattr", "rename", "renameat", "renameat2", "rmdir", "rseq", "rt_sigpending",

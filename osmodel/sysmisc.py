@@ -176,6 +176,43 @@ def sys_setpriority(k: Kernel, p: Process, which: int, who: int, prio: int) -> i
     return 0
 
 
+IOPRIO_CLASS_NONE, IOPRIO_CLASS_RT, IOPRIO_CLASS_BE, IOPRIO_CLASS_IDLE = 0, 1, 2, 3
+IOPRIO_CLASS_SHIFT = 13
+IOPRIO_LEVEL_MASK = 7
+IOPRIO_DEFAULT = IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT | 4     # best effort, level 4: what "none" counts as
+
+
+def ioprio_targets(k: Kernel, p: Process, which: int, who: int) -> list[Process]:
+    """The processes IOPRIO_WHO_PROCESS (1), _PGRP (2) or _USER (3) and who name: getpriority's, numbered from 1."""
+    if signed32(which) not in (1, 2, 3):
+        raise SysError(errno.EINVAL)
+    return priority_targets(k, p, signed32(which) - 1, who)
+
+
+@syscall("ioprio_set", "ddx")
+def sys_ioprio_set(k: Kernel, p: Process, which: int, who: int, ioprio: int) -> int:
+    """Recorded for ioprio_get and inherited by fork; run-elf's I/O is the host's, which it does not change."""
+    ioprio &= 0xFFFF_FFFF
+    cls, level = ioprio >> IOPRIO_CLASS_SHIFT & 7, ioprio & IOPRIO_LEVEL_MASK   # the bits between are hints
+    if cls == IOPRIO_CLASS_RT and os.geteuid() != 0:
+        raise SysError(errno.EPERM)
+    if cls > IOPRIO_CLASS_IDLE or (cls == IOPRIO_CLASS_NONE and level):
+        raise SysError(errno.EINVAL)
+    for t in ioprio_targets(k, p, which, who):
+        t.ioprio = ioprio
+    return 0
+
+
+@syscall("ioprio_get", "dd")
+def sys_ioprio_get(k: Kernel, p: Process, which: int, who: int) -> int:
+    """One process's I/O priority (0, class "none", until set); of several, the best (Linux's ioprio_best,
+    where "none" counts as best effort level 4)."""
+    prios = [t.ioprio for t in ioprio_targets(k, p, which, who)]
+    if len(prios) == 1:
+        return prios[0]
+    return min(prio if prio >> IOPRIO_CLASS_SHIFT else IOPRIO_DEFAULT for prio in prios)
+
+
 PER_LINUX = 0
 PER_MASK = 0xFF
 

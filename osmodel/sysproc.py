@@ -533,13 +533,24 @@ def sys_rt_sigprocmask(k: Kernel, p: Process, how: int, nset: int, oset: int, si
 
 @syscall("setpgid", "dd")
 def sys_setpgid(k: Kernel, p: Process, pid: int, pgid: int) -> int:
+    """Move the caller or a child of it that has not exec'd yet (EACCES) into group pgid (0: its own pid),
+    which must exist in the caller's session unless it is new (EPERM); a session leader cannot move."""
     pid, pgid = signed32(pid) or p.pid, signed32(pgid)
-    target = k.processes.get(pid)
-    if target is None or (target is not p and target.ppid != p.pid):
-        raise SysError(errno.ESRCH)
     if pgid < 0:
         raise SysError(errno.EINVAL)
-    target.pgid = pgid or target.pid
+    target = k.processes.get(pid)
+    if target is None or not target.alive or (target is not p and target.ppid != p.pid):
+        raise SysError(errno.ESRCH)
+    if target is not p:
+        if target.sid != p.sid:
+            raise SysError(errno.EPERM)
+        if target.exec_count:
+            raise SysError(errno.EACCES)
+    pgid = pgid or target.pid
+    if target.sid == target.pid or (pgid != target.pid and not any(
+            t.pgid == pgid and t.sid == p.sid and t.alive for t in k.processes.values())):
+        raise SysError(errno.EPERM)
+    target.pgid = pgid
     return 0
 
 
@@ -558,8 +569,8 @@ def sys_getpgrp(k: Kernel, p: Process) -> int:
 
 @syscall("setsid")
 def sys_setsid(k: Kernel, p: Process) -> int:
-    if any(t.pgid == p.pid for t in k.processes.values() if t is not p):
-        raise SysError(errno.EPERM)
+    if any(t.pgid == p.pid for t in k.processes.values()):
+        raise SysError(errno.EPERM)           # a process group leader cannot leave its group
     p.sid = p.pgid = p.pid
     return p.pid
 
