@@ -139,6 +139,7 @@ class HostFile(File):
         self._key: tuple[int, int] | None = None
         self.proc_listed = False               # /proc's guest pids were listed (getdents64)
         self.dir_pos = 0                       # the next entry of a generated directory (/proc/PID/fd)
+        self.slow: bool | None = None          # I/O may wait (hostwait.may_block), once known
 
     def key(self) -> tuple[int, int]:
         """The file's identity (device, inode), as the page cache knows it."""

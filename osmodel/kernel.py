@@ -1048,16 +1048,6 @@ class Kernel:
                 raise SysError(errno.EINTR)
         time.sleep(seconds)
 
-    def wait_host(self, fd: int, write: bool = False) -> None:
-        """Before a host read or write that may block: wait until fd is ready, or stop at the deadline."""
-        if not self.deadline:
-            return
-        left = self.deadline - time.monotonic()
-        ready = select.select([], [fd], [], max(left, 0)) if write else select.select([fd], [], [], max(left, 0))
-        if not any(ready):
-            self.cpu.stop()
-            raise SysError(errno.EINTR)
-
     def count_instructions(self):
         """The machine's instruction counter (attached on first use: it slows execution several times)."""
         if self.insn_counter is None:

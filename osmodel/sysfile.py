@@ -12,8 +12,9 @@ import termios
 from typing import TYPE_CHECKING, Callable
 
 from osmodel.files import (FD_CLOEXEC, host_umask_zero, MAX_FDS, O_ACCMODE, O_CLOEXEC, O_PATH, Block, File, HostFile,
-                           Pipe, PipeEnd, SysError, pack_stat)
+                           POLLIN, POLLOUT, Pipe, PipeEnd, SysError, pack_stat)
 from osmodel import procfs
+from osmodel.hostwait import before_io
 from osmodel.syslock import LOCK_COMMANDS, fcntl_lock
 from osmodel.syscall import AT_FDCWD, signed, signed32, syscall
 
@@ -24,7 +25,10 @@ if TYPE_CHECKING:
 MAX_IO = 1 << 20                     # the most one read/write moves at a time (a short count is allowed)
 AT_SYMLINK_NOFOLLOW = 0x100
 AT_EMPTY_PATH = 0x1000
-TCGETS = 0x5401
+TCGETS, TCSETS, TCSETSW, TCSETSF = 0x5401, 0x5402, 0x5403, 0x5404
+TCSBRK, TCXONC, TCFLSH, TIOCSCTTY, TIOCOUTQ, TIOCSWINSZ = 0x5409, 0x540A, 0x540B, 0x540E, 0x5411, 0x5414
+TIOCNOTTY, TIOCGPTPEER = 0x5422, 0x5441
+TIOCGPTN, TIOCSPTLCK, TIOCGPTLCK = 0x80045430, 0x40045431, 0x80045439     # a pty master's number and lock
 KERNEL_TERMIOS_SIZE = 36      # the kernel's struct termios: 4 flag words, c_line, c_cc[19] (libc's is larger)
 WINSIZE_SIZE = 8              # struct winsize: 4 shorts
 TIOCGWINSZ = 0x5413
@@ -86,8 +90,7 @@ def host_path(k: Kernel, p: Process, dirfd: int, path: bytes, follow: bool = Tru
 @syscall("read", "dBu")
 def sys_read(k: Kernel, p: Process, fd: int, buf: int, count: int) -> int:
     f = p.files.get(signed32(fd))
-    if isinstance(f, HostFile):
-        k.wait_host(f.hostfd)
+    before_io(k, p, f, POLLIN)
     data = f.read(min(count, MAX_IO))
     k.copyout(p, buf, data)
     return len(data)
@@ -97,6 +100,8 @@ def write_file(k: Kernel, f, data: bytes, offset: int | None = None, flags: int 
     """Write to an open file (at offset for pwrite; with pwritev2's RWF_* flags, which a host file's host
     call takes); the page cache's copy of a regular file follows."""
     host = isinstance(f, HostFile)
+    if offset is None:
+        before_io(k, k.current, f, POLLOUT)
     cached = host and k.cache.files and f.key() in k.cache.files
     at = offset if offset is not None else f.lseek(0, os.SEEK_CUR) if cached else 0
     if host and flags:
@@ -156,6 +161,7 @@ def read_vectors(k: Kernel, p: Process, f, vectors: list[tuple[int, int]]) -> in
     total = min(sum(length for _, length in vectors), MAX_IO)
     if not total:
         return 0
+    before_io(k, p, f, POLLIN)
     return scatter(k, p, vectors, f.read(total))
 
 
@@ -395,17 +401,48 @@ def sys_readlinkat(k: Kernel, p: Process, dirfd: int, path: int, buf: int, size:
     return read_link(k, p, dirfd, path, buf, size)
 
 
+# Terminal requests served by the host terminal or pty behind a descriptor: request -> (bytes copied in,
+# bytes copied out); neither: the argument is passed as a number.
+TTY_PASSTHROUGH = {
+    TCGETS: (0, KERNEL_TERMIOS_SIZE), TCSETS: (KERNEL_TERMIOS_SIZE, 0), TCSETSW: (KERNEL_TERMIOS_SIZE, 0),
+    TCSETSF: (KERNEL_TERMIOS_SIZE, 0), TIOCGWINSZ: (0, WINSIZE_SIZE), TIOCSWINSZ: (WINSIZE_SIZE, 0),
+    TIOCOUTQ: (0, 4), TIOCGPTN: (0, 4), TIOCGPTLCK: (0, 4), TIOCSPTLCK: (4, 0),
+    TCSBRK: (0, 0), TCXONC: (0, 0), TCFLSH: (0, 0),
+}
+TTY_REQUESTS = set(TTY_PASSTHROUGH) | {TIOCSCTTY, TIOCNOTTY, TIOCGPTPEER}
+
+
+def terminal_ioctl(k: Kernel, p: Process, f: HostFile, request: int, arg: int) -> int:
+    """A terminal request on a host terminal or pty: passed to the host, except the controlling-terminal
+    ones, which belong to the guest's sessions (TIOCSCTTY only for a session leader, as Linux)."""
+    if request == TIOCSCTTY:
+        if p.sid != p.pid:
+            raise SysError(errno.EPERM)
+        return 0
+    if request == TIOCNOTTY:
+        return 0
+    if request == TIOCGPTPEER:               # the pty's other side, opened without a path
+        hostfd = fcntl.ioctl(f.hostfd, TIOCGPTPEER, (arg & (O_ACCMODE | os.O_NOCTTY | os.O_NONBLOCK)) | O_CLOEXEC)
+        peer = HostFile(hostfd, os.readlink(f"/proc/self/fd/{hostfd}"), arg & ~O_CLOEXEC)
+        return p.files.install(peer, cloexec=bool(arg & O_CLOEXEC))
+    size_in, size_out = TTY_PASSTHROUGH[request]
+    if size_in:
+        fcntl.ioctl(f.hostfd, request, k.copyin(p, arg, size_in))
+    elif size_out:
+        k.copyout(p, arg, fcntl.ioctl(f.hostfd, request, bytes(size_out)))
+    else:
+        fcntl.ioctl(f.hostfd, request, arg & 0xFFFF_FFFF)
+    return 0
+
+
 @syscall("ioctl", "dxp")
 def sys_ioctl(k: Kernel, p: Process, fd: int, request: int, arg: int) -> int:
     f = p.files.get(signed32(fd))
     request &= 0xFFFF_FFFF
-    if request in (TCGETS, TIOCGWINSZ):
+    if request in TTY_REQUESTS:
         if not f.isatty():
             raise SysError(errno.ENOTTY)
-        size = KERNEL_TERMIOS_SIZE if request == TCGETS else WINSIZE_SIZE
-        data = fcntl.ioctl(f.hostfd, termios.TCGETS if request == TCGETS else termios.TIOCGWINSZ, bytes(size))
-        k.copyout(p, arg, data)
-        return 0
+        return terminal_ioctl(k, p, f, request, arg)
     if request == FIONBIO:
         nonblock = int.from_bytes(k.copyin(p, arg, 4), "little") != 0
         f.flags = f.flags | os.O_NONBLOCK if nonblock else f.flags & ~os.O_NONBLOCK

@@ -17,13 +17,13 @@ import fcntl
 import os
 import select as hostselect
 import termios
-import time
 from typing import TYPE_CHECKING
 
-from osmodel.files import O_CLOEXEC, POLLIN, Block, File, SysError
+from osmodel.files import O_CLOEXEC, POLLIN, File, SysError
 from osmodel.syscall import AT_FDCWD, signed32, syscall, syscall32
 from osmodel.sysfile import namei
-from osmodel.syspoll import HOST_POLL_TICK, anon_stat, guest_idle, wait_host
+from osmodel.hostwait import wait_for
+from osmodel.syspoll import anon_stat
 
 if TYPE_CHECKING:
     from osmodel.kernel import Kernel
@@ -73,16 +73,9 @@ class InotifyFile(File):
             self.wait(self.k.current)
 
     def wait(self, p: Process) -> None:
-        """Nothing is queued: wait on the host if nothing else can happen in the guest (returns), else
-        sleep p until the next HOST_POLL_TICK (raises Block; the read restarts)."""
-        k = self.k
-        now = time.monotonic()
-        if guest_idle(k, p):
-            wait_host(k, p, [(self.hostfd, POLLIN)], now)
-            return
-        tick = ("inotify", p.pid)
-        k.add_timer(now + HOST_POLL_TICK, lambda _now: k.wakeup(tick))
-        raise Block(tick)
+        """Nothing is queued: wait for the host descriptor (hostwait.wait_for: returns, or raises Block and
+        the read restarts)."""
+        wait_for(self.k, p, self.hostfd, POLLIN, "inotify")
 
     def write(self, data: bytes) -> int:
         raise SysError(errno.EBADF)            # opened read-only

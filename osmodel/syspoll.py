@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import os
-import select as hostselect
 import stat as statmod
 import struct
 import time
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 
 from osmodel.files import (MAX_FDS, O_CLOEXEC, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI, AnyOf, Block,
                            File, HostFile, PipeEnd, SysError)
+from osmodel.hostwait import HOST_POLL_TICK, guest_idle, wait_host
 from osmodel.sigframe import set_user_sigmask
 from osmodel.syscall import signed32, syscall, syscall32
 from osmodel.sysfile import TIMESPEC
@@ -35,7 +35,6 @@ SIGSET_SIZE = 8                               # sizeof(sigset_t) in the kernel
 T = TypeVar("T")
 POLLRDNORM, POLLRDBAND, POLLWRNORM, POLLWRBAND = 0x40, 0x80, 0x100, 0x200
 POLL_BITS = 0xFFFF                            # the events a file's poll can report
-HOST_POLL_TICK = 0.01                         # how often a sleeper re-polls host files it watches with guest ones
 
 
 # -- readiness and the one wait -------------------------------------------------------------------
@@ -117,25 +116,6 @@ def sleep_on(k: Kernel, p: Process, watched: list[tuple[File, int]], timeout: fl
         # Only a timeout (the scheduler wakes it) or a signal can end this sleep.
         channels.append(("timer", p.pid) if timeout is not None else ("pause", p.pid))
     raise Block(*channels)
-
-
-def guest_idle(k: Kernel, p: Process) -> bool:
-    """Whether nothing can happen in the guest while p waits: no other process runnable or in a timed
-    sleep, no kernel timer armed."""
-    return not k.next_timer() and not any(q is not p and q.alive and (q.runnable or q.wake_at) for q in k.processes.values())
-
-
-def wait_host(k: Kernel, p: Process, host: list[tuple[int, int]], now: float) -> None:
-    """Wait with the host's poll until a host descriptor has one of its events, p's deadline passes or the
-    --timeout deadline comes (the run then stops)."""
-    limits = ([p.wake_at - now] if p.wake_at else []) + ([k.deadline - now] if k.deadline else [])
-    poller = hostselect.poll()
-    for fd, events in host:
-        poller.register(fd, events)
-    poller.poll(max(int(min(limits) * 1000) + 1, 0) if limits else None)
-    if k.deadline and time.monotonic() >= k.deadline:
-        k.cpu.stop()
-        raise SysError(errno.EINTR)
 
 
 # -- poll -----------------------------------------------------------------------------------------
