@@ -14,6 +14,7 @@ import time
 import click
 
 from loader.elf import LoadError
+from osmodel.hostsig import HostSignals
 from osmodel.kernel import Config, InternalError, Kernel
 
 gc.enable()
@@ -238,6 +239,8 @@ def run(program, args, phys_mem, stack_limit, seed, strace, env_set, unset, igno
         instruments.close()
         click.echo(f"run-elf: internal error in pid 1 while loading {program}: {type(err).__name__}: {err}", err=True)
         sys.exit(EXIT_INTERNAL)
+    host_signals = HostSignals(kernel)
+    host_signals.install()           # Ctrl-C, kill and the like now go to the guest
     try:
         status = kernel.run()
     except InternalError as err:
@@ -247,6 +250,8 @@ def run(program, args, phys_mem, stack_limit, seed, strace, env_set, unset, igno
     except BaseException:
         instruments.close()          # keep what the traces have so far (an interrupted long run)
         raise
+    finally:
+        host_signals.uninstall()
     instruments.finish(time.perf_counter() - started)
     sys.exit(status)
 

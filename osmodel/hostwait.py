@@ -16,7 +16,7 @@ import stat as statmod
 import time
 from typing import TYPE_CHECKING
 
-from osmodel.files import POLLERR, POLLHUP, Block, File, HostFile, SysError
+from osmodel.files import POLLERR, POLLHUP, POLLIN, Block, File, HostFile, SysError
 
 if TYPE_CHECKING:
     from osmodel.kernel import Kernel
@@ -33,15 +33,22 @@ def guest_idle(k: Kernel, p: Process) -> bool:
 
 def wait_host(k: Kernel, p: Process, host: list[tuple[int, int]], now: float) -> None:
     """Wait with the host's poll until a host descriptor has one of its events, p's deadline passes or the
-    --timeout deadline comes (the run then stops)."""
+    --timeout deadline comes (the run then stops). A signal run-elf catches meanwhile (osmodel.hostsig)
+    ends the wait with the call asleep for a moment (raises Block), so the scheduler delivers it first."""
     limits = ([p.wake_at - now] if p.wake_at else []) + ([k.deadline - now] if k.deadline else [])
     poller = hostselect.poll()
     for fd, events in host:
         poller.register(fd, events)
-    poller.poll(max(int(min(limits) * 1000) + 1, 0) if limits else None)
+    if k.interrupt_fd >= 0:
+        poller.register(k.interrupt_fd, POLLIN)
+    ready = poller.poll(max(int(min(limits) * 1000) + 1, 0) if limits else None)
     if k.deadline and time.monotonic() >= k.deadline:
         k.cpu.stop()
         raise SysError(errno.EINTR)
+    if any(fd == k.interrupt_fd for fd, _ in ready):
+        moment = ("host signal", p.pid)
+        k.add_timer(time.monotonic(), lambda _now: k.wakeup(moment))
+        raise Block(moment)
 
 
 def wait_for(k: Kernel, p: Process, fd: int, events: int, what: str) -> None:

@@ -28,7 +28,7 @@ from typing import Callable, TextIO
 from loader.elf import DEFAULT_PIE_BASE, DEFAULT_PIE_BASE_32, Image, LoadError, load_image
 from loader.stack import Credentials, build_stack
 from loader.symbols import Symbols
-from osmodel import report
+from osmodel import hostsig, report
 from osmodel.addrspace import (PROT_EXEC, PROT_READ, PROT_WRITE, STACK_INITIAL, AddressSpace,
                                Region, page_down, page_up)
 from osmodel.fault import OOM, SEGV, FaultHandler, Resolution, Segv
@@ -38,8 +38,8 @@ from osmodel.process import RUNNABLE, SIG_DFL, SIG_IGN, SLEEPING, ZOMBIE, Proces
 from osmodel.pagecache import FileBacking, PageCache
 from osmodel.syscall import ABI_32, ABI_64, dispatch   # before sigframe: it loads every handler module, then
                                                       # the i386 table, which shares their handlers
-from osmodel.sigframe import (NO_ALTSTACK, SIGRTMIN, SIGWAIT_CALLS, add_pending, deliver, deliverable, queued_signals,
-                              siginfo, trap_siginfo, waits_for, wants_signal)
+from osmodel.sigframe import (NO_ALTSTACK, SI_KERNEL, SIGRTMIN, SIGWAIT_CALLS, add_pending, deliver, deliverable,
+                              queued_signals, siginfo, trap_siginfo, waits_for, wants_signal)
 from osmodel.syssignalfd import wake_readers
 from osmodel.systime import cpu_timer_left, exec_timers, exit_timers, expire_cpu_timers
 from osmodel.vfs import FileSystem
@@ -162,6 +162,10 @@ class Kernel:
         self.insn_counter = None    # vm.icount.InstructionCounter, once something needs instructions counted
         self.proc_files: list[int] = []   # memory files serving generated /proc/PID files
         self.fifos = FifoTable(self)       # named pipes open in the guest
+        self.host_signals: list[tuple[int, int]] = []  # (signal, si_code) run-elf caught, for the guest (hostsig)
+        self.interrupt_fd = -1             # readable when one came: host waits end early (hostsig)
+        self.terminal = -1                 # the device number of the terminal run-elf was started on, if any
+        self.tty_pgrp: dict[int, int] = {} # the foreground process group of each terminal, by device number
         self.deadline = 0.0               # time.monotonic() at which --timeout stops the guest (0: never)
         self.timers: list[KernelTimer] = []   # a heap by due time: alarms, interval and POSIX timers, timerfds
         self._timer_seq = itertools.count()
@@ -251,6 +255,8 @@ class Kernel:
         for fd, host in enumerate(stdio):
             try:
                 files.place(fd, HostFile(os.dup(host), self.fs.guest_of_host(stdio_name(host)), os.O_RDWR))
+                if self.terminal < 0 and os.isatty(host):
+                    self.terminal = os.fstat(host).st_rdev
             except OSError:
                 pass
         proc = self._new_process(ppid=0, aspace=None, files=files, cwd=cwd)
@@ -1029,7 +1035,9 @@ class Kernel:
             due = min([p.wake_at for p in sleepers] + ([timer_due] if timer_due else []))
             if self.deadline:
                 due = min(due, self.deadline)
-            time.sleep(max(0.0, due - time.monotonic()))
+            self.idle(max(0.0, due - time.monotonic()))
+            if self.host_signals:
+                return True                  # a signal run-elf caught ended the sleep: deliver it first
         now = time.monotonic()
         woke = self.fire_timers(now) if timer_due else False
         for p in sleepers:
@@ -1038,15 +1046,29 @@ class Kernel:
                 woke = True
         return woke
 
-    def host_sleep(self, seconds: float) -> None:
-        """Sleep on behalf of the guest, but not past the --timeout deadline (the run then stops)."""
-        if self.deadline:
-            left = self.deadline - time.monotonic()
-            if seconds >= left:
-                time.sleep(max(left, 0))
-                self.cpu.stop()
-                raise SysError(errno.EINTR)
-        time.sleep(seconds)
+    def idle(self, seconds: float) -> None:
+        """Nothing to run for `seconds`: sleep on the host, or less if run-elf catches a signal meanwhile."""
+        if self.interrupt_fd >= 0:
+            select.select([self.interrupt_fd], [], [], seconds)
+        else:
+            time.sleep(seconds)
+
+    def foreground_pgrp(self) -> int:
+        """The guest's foreground process group on run-elf's terminal: pid 1's group (0) until a shell with
+        job control changes it (TIOCSPGRP)."""
+        return self.tty_pgrp.get(self.terminal, 0)
+
+    def take_host_signals(self) -> None:
+        """Send the signals run-elf caught to the guest processes they are for (hostsig.targets)."""
+        if self.interrupt_fd >= 0:
+            try:
+                os.read(self.interrupt_fd, 4096)
+            except BlockingIOError:
+                pass
+        while self.host_signals:
+            sig, code = self.host_signals.pop(0)
+            for target in hostsig.targets(self, sig, code):
+                self.signal(target, sig, info=siginfo(sig, code=SI_KERNEL), group=True)
 
     def count_instructions(self):
         """The machine's instruction counter (attached on first use: it slows execution several times)."""
@@ -1071,6 +1093,9 @@ class Kernel:
         limit = self.config.max_insns
         counter = self.count_instructions() if limit else None
         while init.alive:
+            if self.host_signals:
+                self.take_host_signals()
+                continue
             timeout_us = 0
             if deadline:
                 left = deadline - time.monotonic()

@@ -27,7 +27,7 @@ AT_SYMLINK_NOFOLLOW = 0x100
 AT_EMPTY_PATH = 0x1000
 TCGETS, TCSETS, TCSETSW, TCSETSF = 0x5401, 0x5402, 0x5403, 0x5404
 TCSBRK, TCXONC, TCFLSH, TIOCSCTTY, TIOCOUTQ, TIOCSWINSZ = 0x5409, 0x540A, 0x540B, 0x540E, 0x5411, 0x5414
-TIOCNOTTY, TIOCGPTPEER = 0x5422, 0x5441
+TIOCGPGRP, TIOCSPGRP, TIOCNOTTY, TIOCGPTPEER = 0x540F, 0x5410, 0x5422, 0x5441
 TIOCGPTN, TIOCSPTLCK, TIOCGPTLCK = 0x80045430, 0x40045431, 0x80045439     # a pty master's number and lock
 KERNEL_TERMIOS_SIZE = 36      # the kernel's struct termios: 4 flag words, c_line, c_cc[19] (libc's is larger)
 WINSIZE_SIZE = 8              # struct winsize: 4 shorts
@@ -409,7 +409,7 @@ TTY_PASSTHROUGH = {
     TIOCOUTQ: (0, 4), TIOCGPTN: (0, 4), TIOCGPTLCK: (0, 4), TIOCSPTLCK: (4, 0),
     TCSBRK: (0, 0), TCXONC: (0, 0), TCFLSH: (0, 0),
 }
-TTY_REQUESTS = set(TTY_PASSTHROUGH) | {TIOCSCTTY, TIOCNOTTY, TIOCGPTPEER}
+TTY_REQUESTS = set(TTY_PASSTHROUGH) | {TIOCSCTTY, TIOCNOTTY, TIOCGPTPEER, TIOCGPGRP, TIOCSPGRP}
 
 
 def terminal_ioctl(k: Kernel, p: Process, f: HostFile, request: int, arg: int) -> int:
@@ -418,9 +418,12 @@ def terminal_ioctl(k: Kernel, p: Process, f: HostFile, request: int, arg: int) -
     if request == TIOCSCTTY:
         if p.sid != p.pid:
             raise SysError(errno.EPERM)
+        k.tty_pgrp[f.stat().st_rdev] = p.pgid
         return 0
     if request == TIOCNOTTY:
         return 0
+    if request in (TIOCGPGRP, TIOCSPGRP):
+        return foreground_group(k, p, f.stat().st_rdev, request, arg)
     if request == TIOCGPTPEER:               # the pty's other side, opened without a path
         hostfd = fcntl.ioctl(f.hostfd, TIOCGPTPEER, (arg & (O_ACCMODE | os.O_NOCTTY | os.O_NONBLOCK)) | O_CLOEXEC)
         peer = HostFile(hostfd, os.readlink(f"/proc/self/fd/{hostfd}"), arg & ~O_CLOEXEC)
@@ -432,6 +435,26 @@ def terminal_ioctl(k: Kernel, p: Process, f: HostFile, request: int, arg: int) -
         k.copyout(p, arg, fcntl.ioctl(f.hostfd, request, bytes(size_out)))
     else:
         fcntl.ioctl(f.hostfd, request, arg & 0xFFFF_FFFF)
+    return 0
+
+
+def foreground_group(k: Kernel, p: Process, tty: int, request: int, arg: int) -> int:
+    """tcgetpgrp/tcsetpgrp on run-elf's terminal or a pty a guest session took: the guest's own foreground
+    process group (kernel.tty_pgrp), which decides where run-elf sends a Ctrl-C (osmodel.hostsig)."""
+    if tty != k.terminal and tty not in k.tty_pgrp:
+        raise SysError(errno.ENOTTY)                  # no guest session's controlling terminal
+    if request == TIOCGPGRP:
+        k.copyout(p, arg, struct.pack("<i", k.tty_pgrp.get(tty, 0)))
+        return 0
+    pgrp = struct.unpack("<i", k.copyin(p, arg, 4))[0]
+    if pgrp < 0:
+        raise SysError(errno.EINVAL)
+    members = [t for t in k.processes.values() if t.pgid == pgrp and t.alive]
+    if not members:
+        raise SysError(errno.ESRCH)
+    if all(t.sid != p.sid for t in members):
+        raise SysError(errno.EPERM)
+    k.tty_pgrp[tty] = pgrp
     return 0
 
 

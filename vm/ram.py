@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import mmap
+import signal
 import threading
 import weakref
 from array import array
@@ -211,6 +212,7 @@ class Populator:
             self._wake.notify()
 
     def _run(self) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())   # signals to run-elf are not this thread's
         while True:
             with self._wake:
                 while 0 <= self._want <= self._done:
