@@ -1106,8 +1106,12 @@ class Kernel:
             self.wake_timers(wait=False)
             if not init.alive:
                 break                               # a timer's signal ended it
-            if timer_due := self.next_timer():      # stop the run when the next timer is due
-                until = max(1, int((timer_due - time.monotonic()) * 1e6))
+            # Stop the run when the next timer is due or a sleeper wakes (it then shares the CPU).
+            wakes = [p.wake_at for p in self.processes.values() if p.wake_at and p.state == SLEEPING]
+            if timer_due := self.next_timer():
+                wakes.append(timer_due)
+            if wakes:
+                until = max(1, int((min(wakes) - time.monotonic()) * 1e6))
                 timeout_us = min(timeout_us, until) if timeout_us else until
             proc = self.pick_next()
             if proc is None and self.wake_timers(wait=True):

@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from conftest import same_as_native
 from osmodel.kernel import Config, Kernel
 
 SPIN = r"""
@@ -53,6 +54,26 @@ int main(int argc, char **argv) {
 }
 """
 
+# The parent sleeps 0.1 s while its child spins without a system call; it must wake on time and kill it.
+WAKES_BESIDE_A_SPINNER = r"""
+#include <signal.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(void) {
+    pid_t child = fork();
+    if (child == 0)
+        for (;;)
+            ;
+    usleep(100000);
+    kill(child, SIGKILL);
+    int st;
+    waitpid(child, &st, 0);
+    printf("child killed by signal %d\n", WTERMSIG(st));
+    return 0;
+}
+"""
+
 
 @pytest.fixture(scope="module")
 def programs(tmp_path_factory):
@@ -60,7 +81,7 @@ def programs(tmp_path_factory):
         pytest.skip("gcc is needed to build the scheduling programs")
     d = tmp_path_factory.mktemp("sched")
     out = {}
-    for name, src in (("spin", SPIN), ("sleeper", SLEEPER)):
+    for name, src in (("spin", SPIN), ("sleeper", SLEEPER), ("beside-spinner", WAKES_BESIDE_A_SPINNER)):
         (d / f"{name}.c").write_text(src)
         subprocess.run(["gcc", "-static", "-O1", "-o", str(d / name), str(d / f"{name}.c")], check=True)
         out[name] = str(d / name)
@@ -103,3 +124,9 @@ def test_a_sleeping_process_does_not_spin(programs):
     kernel, status, out = run(programs["sleeper"], ["2000000"], quantum=10_000)
     assert (status, out) == (0, b"done 0\n")
     assert kernel.context_switches < 10
+
+
+def test_a_sleeper_wakes_on_time_beside_a_process_that_never_yields(programs):
+    """A run with nobody else runnable is bounded by the earliest sleeper's wake-up too, not only by timers:
+    otherwise the spinning child keeps the CPU for ever."""
+    same_as_native([programs["beside-spinner"]], timeout=60)
