@@ -139,7 +139,7 @@ class FaultHandler:
             return Resolution(FILE_LOAD, region, pfn, major=read)
         self.map_cached(aspace, region, page, cached)
         around = self.fault_around(aspace, region, page) if self.fault_around_pages > 1 else 0
-        return Resolution(FILE_LOAD, region, cached, major=read, around=around)
+        return Resolution(FILE_LOAD, region, cached, major=read and not region.backing.shmem, around=around)
 
     def map_cached(self, aspace: AddressSpace, region: Region, page: int, pfn: int) -> None:
         """Map a page-cache frame: writable only in a shared mapping; recorded in its reverse map."""

@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 class FileBacking:
     """A host file as mappings see it: identity (device, inode), reads, and writes for MAP_SHARED."""
 
-    def __init__(self, host_path: str, name: str, writable: bool = False, fd: int | None = None):
+    def __init__(self, host_path: str, name: str, writable: bool = False, fd: int | None = None,
+                 shmem: bool = False):
         self.path = name
+        self.shmem = shmem          # memory, not a file: a first touch of a page reads nothing (a minor fault)
         if fd is None:
             fd = os.open(host_path, (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC)
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 from typing import TYPE_CHECKING
 
 from osmodel.addrspace import (PROT_EXEC, PROT_READ, PROT_WRITE, STACK_GUARD_GAP, AddressSpace, Region,
@@ -81,6 +82,18 @@ def sys_brk(k: Kernel, p: Process, addr: int) -> int:
     return addr
 
 
+def shared_zero(size: int) -> FileBacking:
+    """The backing of a shared anonymous mapping: a zero-filled memory file of `size` bytes, as Linux backs
+    one with shmem, so that processes forked from its creator find the same page-cache frame for each
+    page, touched before the fork or not."""
+    fd = os.memfd_create("dev-zero", os.MFD_CLOEXEC)
+    try:
+        os.ftruncate(fd, size)
+        return FileBacking("", "/dev/zero (deleted)", fd=fd, shmem=True)
+    finally:
+        os.close(fd)
+
+
 @syscall("mmap", "pupxdx")
 def sys_mmap(k: Kernel, p: Process, addr: int, length: int, prot: int, flags: int, fd: int, offset: int) -> int:
     a = p.aspace
@@ -92,7 +105,9 @@ def sys_mmap(k: Kernel, p: Process, addr: int, length: int, prot: int, flags: in
         raise SysError(errno.ENOMEM)
     backing = None
     name = ""
-    if not flags & MAP_ANONYMOUS:
+    if flags & MAP_ANONYMOUS and kind != MAP_PRIVATE:
+        backing, name, offset = shared_zero(size), "/dev/zero (deleted)", 0
+    elif not flags & MAP_ANONYMOUS:
         f = p.files.get(signed32(fd))
         if not isinstance(f, HostFile) or f.is_directory():
             raise SysError(errno.ENODEV)

@@ -1,13 +1,15 @@
-"""The page cache: one frame per (file, page) shared by every mapping, fault-around, write-back."""
+"""The page cache: one frame per (file, page) shared by every mapping, fault-around, write-back, and shared
+anonymous memory, which lives in it as Linux's lives in shmem."""
 
 from __future__ import annotations
 
 import io
 import os
+import shutil
 
 import pytest
 
-from conftest import ROOT, compile_static
+from conftest import ROOT, compile_static, same_as_native
 from osmodel.kernel import Config, Kernel
 
 SELF_EXEC = r"""
@@ -41,10 +43,74 @@ SHARED_WRITE = r"""
     }
 """
 
+# MAP_SHARED|MAP_ANONYMOUS memory is one object for the creator and its children, whichever touched a
+# page first (Linux backs it with shmem; /proc/PID/maps names it /dev/zero (deleted)).
+SHARED_ANON = r"""
+    #include <stdio.h>
+    #include <string.h>
+    #include <sys/mman.h>
+    #include <sys/wait.h>
+    #include <unistd.h>
+    int main(void) {
+        int *q = mmap(0, 3 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        q[0] = 42;                                    /* touched before the fork */
+        if (fork() == 0) {
+            q[1024] = 43;                             /* pages nobody touched yet */
+            q[0] = 44;
+            q[2048 + 5] = 45;
+            _exit(0);
+        }
+        wait(0);
+        printf("parent sees %d %d %d\n", q[0], q[1024], q[2048 + 5]);
+        int *fresh = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (fork() == 0) {
+            fresh[3] = 7;
+            _exit(0);
+        }
+        wait(0);
+        printf("untouched before the fork: %d\n", fresh[3]);
+        FILE *maps = fopen("/proc/self/maps", "r");
+        char line[256];
+        int named = 0;
+        while (fgets(line, sizeof line, maps))
+            named += strstr(line, " /dev/zero (deleted)") != 0;
+        printf("named /dev/zero (deleted): %d\n", named);
+        return 0;
+    }
+"""
+
 
 @pytest.fixture(scope="module")
 def programs(tmp_path_factory) -> dict[str, str]:
-    return compile_static({"selfexec": SELF_EXEC, "sharedwrite": SHARED_WRITE}, tmp_path_factory.mktemp("cache"))
+    out = tmp_path_factory.mktemp("cache")
+    return compile_static({"selfexec": SELF_EXEC, "sharedwrite": SHARED_WRITE, "sharedanon": SHARED_ANON}, out)
+
+
+@pytest.fixture(scope="module")
+def programs32(tmp_path_factory) -> dict[str, str]:
+    return compile_static({"sharedanon": SHARED_ANON}, tmp_path_factory.mktemp("cache32"), flags=("-m32",))
+
+
+def test_shared_anonymous_memory_is_shared_with_children_as_natively(programs):
+    same_as_native([programs["sharedanon"]])
+
+
+def test_shared_anonymous_memory_i386(programs32):
+    same_as_native([programs32["sharedanon"]])
+
+
+def test_python_multiprocessing_shared_values_as_natively():
+    python = shutil.which("python3")
+    if python is None:
+        pytest.skip("python3 is not installed")
+    code = ("import multiprocessing as mp, mmap, os\n"
+            "def work(v, a):\n    v.value += 5\n    a[2] = 9\n"
+            "ctx = mp.get_context('fork'); v = ctx.Value('i', 1); a = ctx.Array('i', 4)\n"
+            "p = ctx.Process(target=work, args=(v, a)); p.start(); p.join()\n"
+            "m = mmap.mmap(-1, 8192)\n"
+            "if os.fork() == 0:\n    m[4096:4101] = b'hello'\n    os._exit(0)\n"
+            "os.wait(); print(v.value, list(a), m[4096:4101])\n")
+    same_as_native([python, "-c", code], timeout=120)
 
 
 def run(path: str, argv: list[str], **config) -> tuple[Kernel, int, list]:
