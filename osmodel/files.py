@@ -20,7 +20,7 @@ O_ACCMODE = 0o3
 O_CLOEXEC = 0o2000000
 O_PATH = 0o10000000
 FD_CLOEXEC = 1
-MAX_FDS = 1024
+MAX_FDS = 1 << 20          # Linux's nr_open: no descriptor table grows beyond it
 
 
 class SysError(Exception):
@@ -147,6 +147,13 @@ class HostFile(File):
             st = os.fstat(self.hostfd)
             self._key = (st.st_dev, st.st_ino)
         return self._key
+
+    def resolved_host_path(self) -> str:
+        """The host path of the file itself, as the host kernel names it: links resolved, no '.' or '..'."""
+        try:
+            return os.readlink(f"/proc/self/fd/{self.hostfd}")
+        except OSError:
+            return self.host_path
 
     def read(self, size: int) -> bytes:
         return os.read(self.hostfd, size)
@@ -293,6 +300,7 @@ class FdTable:
     """A process's descriptors: fd -> (File, close-on-exec). Threads share one table (`users`)."""
     slots: dict[int, tuple[File, bool]] = field(default_factory=dict)
     users: int = 1
+    limit: int = 1024            # descriptors are below this: the RLIMIT_NOFILE soft limit of the process
     # Called as hook(table, file) after each close of a descriptor, before the file's release when that was
     # its last (file.refs == 0): the file locks (osmodel.syslock) go then.
     close_hooks: ClassVar[list[Callable[[FdTable, File], None]]] = []
@@ -316,7 +324,7 @@ class FdTable:
         fd = lowest
         while fd in self.slots:
             fd += 1
-        if fd >= MAX_FDS:
+        if fd >= self.limit:
             raise SysError(errno.EMFILE)
         self.place(fd, file, cloexec)
         return fd
@@ -353,7 +361,7 @@ class FdTable:
 
     def copy(self) -> FdTable:
         """A table with the same open files (fork): each File gains a reference."""
-        table = FdTable()
+        table = FdTable(limit=self.limit)
         for fd, (file, cloexec) in self.slots.items():
             file.refs += 1
             table.slots[fd] = (file, cloexec)

@@ -17,6 +17,7 @@ import heapq
 import itertools
 import os
 import random
+import resource
 import select
 import stat
 import struct
@@ -33,7 +34,7 @@ from osmodel.addrspace import (PROT_EXEC, PROT_READ, PROT_WRITE, STACK_INITIAL, 
                                Region, page_down, page_up)
 from osmodel.fault import OOM, SEGV, FaultHandler, Resolution, Segv
 from osmodel.fifo import FifoTable
-from osmodel.files import AnyOf, Block, FdTable, HostFile, SysError, host_umask
+from osmodel.files import MAX_FDS, AnyOf, Block, FdTable, HostFile, SysError, host_umask
 from osmodel.process import RUNNABLE, SIG_DFL, SIG_IGN, SLEEPING, ZOMBIE, Process
 from osmodel.pagecache import FileBacking, PageCache
 from osmodel.syscall import ABI_32, ABI_64, dispatch   # before sigframe: it loads every handler module, then
@@ -251,7 +252,7 @@ class Kernel:
             if path == program:
                 raise
             raise LoadError(f"its #! interpreter {path}: {err}") from None
-        files = FdTable()
+        files = FdTable(limit=min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], MAX_FDS))   # run-elf's own, as inherited
         for fd, host in enumerate(stdio):
             try:
                 files.place(fd, HostFile(os.dup(host), self.fs.guest_of_host(stdio_name(host)), os.O_RDWR))
@@ -353,7 +354,7 @@ class Kernel:
             self.release_aspace(old, "exec")
         proc.aspace = aspace
         proc.exe = exe
-        proc.argv = list(argv)
+        proc.argv, proc.environ = list(argv), list(envp)
         proc.name = os.path.basename(argv[0].decode(errors="replace")) if argv and argv[0] else \
             os.path.basename(image.path)
         proc.symbols = Symbols(image.path, image.load_bias)

@@ -26,6 +26,7 @@ class Process:
     cwd: str
     exe: str = ""                         # absolute path of the running program
     argv: list[bytes] = field(default_factory=list)
+    environ: list[bytes] = field(default_factory=list)   # the environment its last execve gave it
     name: str = ""                        # argv[0]'s basename, as comm
     symbols: Symbols | None = None
     state: str = RUNNABLE

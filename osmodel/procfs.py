@@ -4,8 +4,9 @@ run-elf is itself a host process, so the host's /proc/self would show the guest 
 memory map, descriptors and even its memory (/proc/self/mem). Paths below /proc/self,
 /proc/thread-self and /proc/N are therefore answered here, for guest pids only; a number
 that is not a guest pid does not exist. Other /proc files (cpuinfo, meminfo, ...) are the
-host's. Generated files (maps, cmdline, comm, status, stat) are served from an anonymous
-memory file; links (exe, cwd, root, fd/N) resolve to what they mean for the guest.
+host's. Generated files (maps, cmdline, comm, status, stat, statm, environ, limits) are served
+from an anonymous memory file, and the listings of /proc/PID and /proc/PID/fd are generated too;
+links (exe, cwd, root, fd/N) resolve to what they mean for the guest.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ _FD = re.compile(r"^/fd/(\d+)(/.*)?$")
 _LISTED = re.compile(r"^/proc/(\d+)(/fd)?$")
 DIRENT = struct.Struct("<QqHB")        # struct linux_dirent64 without its name
 DT_DIR, DT_REG, DT_LNK = 4, 8, 10
-GENERATED = ("maps", "cmdline", "comm", "status", "stat", "statm")
-HIDDEN = ("mem", "environ", "auxv", "pagemap", "syscall", "stack", "personality", "io", "smaps", "smaps_rollup",
-          "mountinfo", "mounts", "attr", "map_files", "ns", "task", "fdinfo", "numa_maps", "limits", "oom_score")
+GENERATED = ("maps", "cmdline", "comm", "status", "stat", "statm", "environ", "limits")
+HIDDEN = ("mem", "auxv", "pagemap", "syscall", "stack", "personality", "io", "smaps", "smaps_rollup",
+          "mountinfo", "mounts", "attr", "map_files", "ns", "task", "fdinfo", "numa_maps", "oom_score")
 SHARED_WITH_HOST = ("mounts", "mountinfo")   # the guest sees run-elf's mount namespace (unless under --root)
 
 
@@ -107,7 +108,7 @@ def lookup(k: Kernel, p: Process, path: str) -> ProcEntry | None:
                 raise SysError(errno.ENOTDIR)
             return ProcEntry(redirect=os.path.join(f.path, fd.group(2).lstrip("/")))
         if isinstance(f, HostFile):
-            return ProcEntry(link=f.path, host=f"/proc/self/fd/{f.hostfd}")
+            return ProcEntry(link=k.fs.guest_of_host(f.resolved_host_path()), host=f"/proc/self/fd/{f.hostfd}")
         return ProcEntry(link=f.path, file=f)   # guest files: pipe:[N], socket:[N], anon_inode:[eventfd]...
     if name in GENERATED:
         return ProcEntry(content=generate(k, proc, name))
@@ -190,6 +191,10 @@ def generate(k: Kernel, proc: Process, name: str) -> bytes:
         return "".join(line + "\n" for line in lines).encode()
     if name == "cmdline":
         return b"".join(a + b"\0" for a in proc.argv)
+    if name == "environ":
+        return b"".join(e + b"\0" for e in proc.environ)
+    if name == "limits":
+        return limits_text(k, proc)
     if name == "comm":
         return proc.name.encode()[:15] + b"\n"
     state = "R (running)" if proc.runnable else ("S (sleeping)" if proc.alive else "Z (zombie)")
@@ -206,6 +211,26 @@ def generate(k: Kernel, proc: Process, name: str) -> bytes:
             f"{sum(proc.fault_counts.values()) - proc.major_faults} 0 {proc.major_faults} 0 0 0 0 0 20 0 1 0 0 "
             f"{sum(r.end - r.start for r in proc.aspace.regions) if proc.alive else 0} "
             f"{proc.aspace.resident if proc.alive else 0}\n").encode()
+
+
+# /proc/PID/limits: each resource's name and unit, in RLIMIT_* order (Linux's lnames).
+LIMIT_NAMES = (("Max cpu time", "seconds"), ("Max file size", "bytes"), ("Max data size", "bytes"),
+               ("Max stack size", "bytes"), ("Max core file size", "bytes"), ("Max resident set", "bytes"),
+               ("Max processes", "processes"), ("Max open files", "files"), ("Max locked memory", "bytes"),
+               ("Max address space", "bytes"), ("Max file locks", "locks"), ("Max pending signals", "signals"),
+               ("Max msgqueue size", "bytes"), ("Max nice priority", ""), ("Max realtime priority", ""),
+               ("Max realtime timeout", "us"))
+
+
+def limits_text(k: Kernel, proc: Process) -> bytes:
+    """The text of /proc/PID/limits: the process's soft and hard limits, laid out as Linux's proc_pid_limits."""
+    from osmodel.sysproc import RLIM_INFINITY, get_rlimit
+    lines = [f"{'Limit':<25} {'Soft Limit':<20} {'Hard Limit':<20} {'Units':<10}\n"]
+    for resource_id, (name, unit) in enumerate(LIMIT_NAMES):
+        soft, hard = get_rlimit(k, proc, resource_id)
+        shown = ["unlimited" if v == RLIM_INFINITY else str(v) for v in (soft, hard)]
+        lines.append(f"{name:<25} {shown[0]:<20} {shown[1]:<20} " + (f"{unit:<10}" if unit else "") + "\n")
+    return "".join(lines).encode()
 
 
 def content_file(k: Kernel, content: bytes) -> str:

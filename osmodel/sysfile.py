@@ -11,7 +11,7 @@ import struct
 import termios
 from typing import TYPE_CHECKING, Callable
 
-from osmodel.files import (FD_CLOEXEC, host_umask_zero, MAX_FDS, O_ACCMODE, O_CLOEXEC, O_PATH, Block, File, HostFile,
+from osmodel.files import (FD_CLOEXEC, host_umask_zero, O_ACCMODE, O_CLOEXEC, O_PATH, Block, File, HostFile,
                            POLLIN, POLLOUT, Pipe, PipeEnd, SysError, pack_stat)
 from osmodel import procfs
 from osmodel.hostwait import before_io
@@ -574,7 +574,7 @@ def dup_to(p: Process, old: int, new: int, flags: int) -> int:
     """dup3: make `new` refer to old's file."""
     old, new = signed32(old), signed32(new)
     file = p.files.get(old)
-    if not 0 <= new < MAX_FDS:
+    if not 0 <= new < p.files.limit:
         raise SysError(errno.EBADF)
     if old != new:
         p.files.place(new, file, bool(flags & O_CLOEXEC))
@@ -601,7 +601,7 @@ def sys_fcntl(k: Kernel, p: Process, fd: int, cmd: int, arg: int) -> int:
     fd = signed32(fd)
     file = p.files.get(fd)
     if cmd in (F_DUPFD, F_DUPFD_CLOEXEC):
-        if signed32(arg) < 0 or arg >= MAX_FDS:
+        if signed32(arg) < 0 or arg >= p.files.limit:
             raise SysError(errno.EINVAL)
         return p.files.install(file, cmd == F_DUPFD_CLOEXEC, lowest=arg)
     if cmd == F_GETFD:
@@ -636,7 +636,7 @@ def sys_chdir(k: Kernel, p: Process, path: int) -> int:
         raise SysError(errno.ENOTDIR if os.path.exists(host) else errno.ENOENT)
     if not os.access(host, os.X_OK):
         raise SysError(errno.EACCES)
-    p.cwd = os.path.normpath(guest)
+    p.cwd = k.fs.guest_of_host(os.path.realpath(host))     # as getcwd names it: links resolved
     return 0
 
 
@@ -645,7 +645,7 @@ def sys_fchdir(k: Kernel, p: Process, fd: int) -> int:
     file = p.files.get(signed32(fd))
     if not file.is_directory():
         raise SysError(errno.ENOTDIR)
-    p.cwd = file.path
+    p.cwd = k.fs.guest_of_host(file.resolved_host_path())
     return 0
 
 
@@ -677,6 +677,6 @@ def dirents64(k: Kernel, p: Process, fd: int, count: int) -> bytes:
     if n < 0:
         raise SysError(ctypes.get_errno() or errno.EIO)
     data = buf.raw[:n]
-    if file.host_path == "/proc" and k.fs.root is None:
+    if os.path.normpath(file.host_path) == "/proc" and k.fs.root is None:
         data = procfs.list_proc(k, file, data, size)
     return data

@@ -16,7 +16,7 @@ import struct
 import time
 from typing import TYPE_CHECKING, Callable, TypeVar
 
-from osmodel.files import (MAX_FDS, O_CLOEXEC, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI, AnyOf, Block,
+from osmodel.files import (O_CLOEXEC, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI, AnyOf, Block,
                            File, HostFile, PipeEnd, SysError)
 from osmodel.hostwait import HOST_POLL_TICK, guest_idle, wait_host
 from osmodel.sigframe import set_user_sigmask
@@ -141,7 +141,7 @@ def sys_ppoll(k: Kernel, p: Process, fds: int, nfds: int, tsp: int, sigmask: int
 
 def poll_files(k: Kernel, p: Process, fds: int, nfds: int, timeout: float | None) -> tuple[int, float | None]:
     """poll: (the ready count, with revents written back; seconds of the timeout left)."""
-    if nfds > MAX_FDS:
+    if nfds > p.files.limit:                      # Linux's check against RLIMIT_NOFILE
         raise SysError(errno.EINVAL)
     raw = k.copyin(p, fds, POLLFD.size * nfds)
 
@@ -257,7 +257,7 @@ def select_files(k: Kernel, p: Process, nfds: int, sets: tuple[int, int, int],
     nfds = signed32(nfds)
     if nfds < 0:
         raise SysError(errno.EINVAL)
-    nfds = min(nfds, MAX_FDS)
+    nfds = min(nfds, p.files.limit)
     size = (nfds + 8 * word - 1) // (8 * word) * word     # whole fd_set words (long)
     wanted = [int.from_bytes(k.copyin(p, addr, size), "little") if addr and size else 0 for addr in sets]
 

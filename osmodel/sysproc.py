@@ -9,7 +9,7 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
-from osmodel.files import Block, SysError
+from osmodel.files import MAX_FDS, Block, SysError
 from osmodel import sigframe
 from osmodel.signals import SIGCHLD, SIGKILL, SIGSTOP
 from osmodel.syscall import signed32, syscall, syscall32
@@ -134,9 +134,13 @@ def set_rlimit(k: Kernel, p: Process, resource_id: int, soft: int, hard: int) ->
     current = get_rlimit(k, p, resource_id)
     if soft > hard or hard > current[1]:
         raise SysError(errno.EINVAL if soft > hard else errno.EPERM)
+    if resource_id == RLIMIT_NOFILE and hard > MAX_FDS:
+        raise SysError(errno.EPERM)                  # beyond nr_open
     p.rlimits[resource_id] = (soft, hard)
     if resource_id == RLIMIT_STACK:
         p.aspace.stack_limit = soft
+    elif resource_id == RLIMIT_NOFILE:
+        p.files.limit = soft                         # new descriptors stay below it (open files above stay)
 
 
 @syscall("getrlimit", "dp")
