@@ -39,12 +39,14 @@ from osmodel.process import RUNNABLE, SIG_DFL, SIG_IGN, SLEEPING, ZOMBIE, Proces
 from osmodel.pagecache import FileBacking, PageCache
 from osmodel.syscall import ABI_32, ABI_64, dispatch   # before sigframe: it loads every handler module, then
                                                       # the i386 table, which shares their handlers
-from osmodel.sigframe import (NO_ALTSTACK, SI_KERNEL, SIGRTMIN, SIGWAIT_CALLS, add_pending, deliver, deliverable,
-                              queued_signals, siginfo, trap_siginfo, waits_for, wants_signal)
+from osmodel.sigframe import (CLD_CONTINUED, CLD_STOPPED, NO_ALTSTACK, SA_NOCLDSTOP, SI_KERNEL, SIGRTMIN,
+                              SIGWAIT_CALLS, action, add_pending, deliver, deliverable, discard, queued_signals,
+                              siginfo, trap_siginfo, waits_for, wants_signal)
 from osmodel.syssignalfd import wake_readers
 from osmodel.systime import cpu_timer_left, exec_timers, exit_timers, expire_cpu_timers
 from osmodel.vfs import FileSystem
-from osmodel.signals import IGNORED_BY_DEFAULT, SIGCHLD, SIGKILL, SIGSEGV, signal_for_interrupt
+from osmodel.signals import (IGNORED_BY_DEFAULT, SIGCHLD, SIGCONT, SIGKILL, SIGSEGV, STOP_SIGNALS,
+                             signal_for_interrupt)
 from vm import gdt
 from vm.cpu import SYSRETL, SYSRETL_OFFSET, SYSRETQ, Cpu, Trap
 from vm.mmu import ACCESS_READ, ACCESS_WRITE, PF_PRESENT, PF_WRITE, PageFault
@@ -634,6 +636,10 @@ class Kernel:
         signalfd (osmodel.syssignalfd)."""
         if sig == 0 or not proc.alive:
             return
+        if sig == SIGCONT:
+            self.continue_group(proc)           # whatever its action or mask (Linux's prepare_signal)
+        elif sig in STOP_SIGNALS:
+            discard(proc, SIGCONT)
         if group and sig != SIGKILL:
             self.signal_group(proc, sig, sender, info)
             return
@@ -643,7 +649,7 @@ class Kernel:
             blocked = proc.sigmask & bit        # never ignored: the action may change before it is unblocked
             if not blocked and (handler == SIG_IGN or (handler == SIG_DFL and sig in IGNORED_BY_DEFAULT)):
                 return
-            if blocked or handler != SIG_DFL:
+            if blocked or handler != SIG_DFL or (proc.leader or proc).stopped:   # a stopped one acts on it later
                 if info is None:
                     info = siginfo(sig, pid=sender.pid if sender else 0, uid=os.getuid() if sender else 0)
                 add_pending(proc, sig, info, sig < SIGRTMIN or self.sigqueue_room(proc))
@@ -668,7 +674,8 @@ class Kernel:
         if ignored and not proc.sigmask & bit:
             return                          # Linux's sig_ignored: the target's mask decides
         target = next((t for t in [proc] + self.threads(proc) if wants_signal(t, bit)), None)
-        if target is not None and handler == SIG_DFL and not ignored and not waits_for(target, bit):
+        if target is not None and handler == SIG_DFL and not ignored and not waits_for(target, bit) \
+                and not leader.stopped:
             self.terminate(proc, sig, sender)
             return
         if info is None:
@@ -689,12 +696,56 @@ class Kernel:
         return queued_signals(self.processes.values()) < get_rlimit(self, proc, RLIMIT_SIGPENDING)[0]
 
     def terminate(self, proc: Process, sig: int, sender: Process | None = None) -> None:
-        """A signal's default action kills proc; pid 1's end is reported, as a shell would (and, like a
+        """A signal's default action, other than ignoring it: a stop signal stops proc's thread group
+        (stop_group); any other kills proc, and pid 1's end is reported, as a shell would (and, like a
         shell, not for SIGPIPE, the quiet end of a writer whose reader left, nor for SIGINT)."""
+        if sig in STOP_SIGNALS:
+            self.stop_group(proc, sig)
+            return
         if proc.pid == 1 and sig not in QUIET_SIGNALS:
             by = f" (sent by pid {sender.pid})" if sender is not None and sender is not proc else ""
             print(f"run-elf: pid 1 killed by {report.signal_name(sig)}{by}", file=self.config.stderr, flush=True)
         self.exit(proc, signal=sig)
+
+    def stop_group(self, proc: Process, sig: int) -> None:
+        """Job control: proc's thread group stops (the scheduler passes it over, a call it sleeps in waits)
+        until a SIGCONT; its parent is told by SIGCHLD (CLD_STOPPED) and by wait with WUNTRACED."""
+        leader = proc.leader or proc
+        if leader.stopped:
+            return
+        for thread in [leader] + self.threads(leader):
+            thread.stopped = sig
+        leader.wait_event = "stopped"
+        self.notify_parent(leader, CLD_STOPPED, sig)
+        if self.current is not None and (self.current.leader or self.current) is leader:
+            self.cpu.stop()
+
+    def continue_group(self, proc: Process) -> None:
+        """SIGCONT: the stop signals pending for proc's thread group are dropped, and if it was stopped it
+        runs again; its parent is told by SIGCHLD (CLD_CONTINUED) and by wait with WCONTINUED."""
+        leader = proc.leader or proc
+        group = [leader] + self.threads(leader)
+        for thread in group:
+            for stop in STOP_SIGNALS:
+                discard(thread, stop)
+        if not leader.stopped:
+            return
+        for thread in group:
+            thread.stopped = 0
+        leader.wait_event = "continued"
+        self.notify_parent(leader, CLD_CONTINUED, SIGCONT)
+        self.preempt_unbounded()
+
+    def notify_parent(self, leader: Process, code: int, status: int) -> None:
+        """A child stopped or continued: wake its parent's wait, and send it SIGCHLD with that si_code unless
+        its SIGCHLD action has SA_NOCLDSTOP."""
+        parent = self.processes.get(leader.ppid)
+        if parent is None:
+            return
+        self.wakeup(parent)
+        if not action(parent, SIGCHLD)[1] & SA_NOCLDSTOP:
+            self.signal(parent, SIGCHLD, info=siginfo(SIGCHLD, code=code, pid=leader.pid, uid=os.getuid(),
+                                                      status=status), group=True)
 
     def kill(self, proc: Process, signal: int, message: str = "") -> None:
         """Kill a process with a signal's default action, reporting it on stderr like a kernel log line."""
@@ -1176,7 +1227,9 @@ class Kernel:
 
     def report_deadlock(self) -> None:
         """Every process sleeps on something only another guest process could provide: say so and stop."""
-        waits = ", ".join(f"pid {p.pid} in {p.sleeping_in}" for p in self.processes.values() if p.alive)
+        waits = ", ".join(f"pid {p.pid} " + (f"stopped by {report.signal_name(p.stopped)}" if p.stopped
+                                              else f"in {p.sleeping_in}")
+                          for p in self.processes.values() if p.alive)
         print(f"run-elf: deadlock: every process is blocked ({waits})", file=self.config.stderr, flush=True)
         self.deadlocked = True
         self.exit(self.processes[1], signal=SIGKILL)

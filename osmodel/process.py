@@ -50,6 +50,8 @@ class Process:
 
     pgid: int = 0
     ioprio: int = 0                       # ioprio_set's value (0: class none)
+    stopped: int = 0                      # the signal that stopped it (job control), 0 while it may run
+    wait_event: str = ""                  # "stopped" or "continued": what its parent's wait has yet to report
     sid: int = 0
     channel: object = None                # what it sleeps on, when SLEEPING
     sleeping_in: str = ""                 # the system call it sleeps in (for reports)
@@ -99,8 +101,8 @@ class Process:
 
     @property
     def runnable(self) -> bool:
-        """Whether the scheduler may run it."""
-        return self.state == RUNNABLE
+        """Whether the scheduler may run it (not asleep, not stopped by job control)."""
+        return self.state == RUNNABLE and not self.stopped
 
     def handler(self, sig: int) -> int:
         """The sa_handler installed for sig (SIG_DFL, SIG_IGN or an address)."""

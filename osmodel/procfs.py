@@ -197,7 +197,8 @@ def generate(k: Kernel, proc: Process, name: str) -> bytes:
         return limits_text(k, proc)
     if name == "comm":
         return proc.name.encode()[:15] + b"\n"
-    state = "R (running)" if proc.runnable else ("S (sleeping)" if proc.alive else "Z (zombie)")
+    state = ("Z (zombie)" if not proc.alive else "T (stopped)" if proc.stopped else
+             "R (running)" if proc.runnable else "S (sleeping)")
     if name == "status":
         return (f"Name:\t{proc.name[:15]}\nState:\t{state}\nTgid:\t{proc.pid}\nPid:\t{proc.pid}\n"
                 f"PPid:\t{proc.ppid}\nUid:\t{os.getuid()}\t{os.geteuid()}\t{os.geteuid()}\t{os.geteuid()}\n"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from osmodel.files import MAX_FDS, Block, SysError
 from osmodel import sigframe
-from osmodel.signals import SIGCHLD, SIGKILL, SIGSTOP
+from osmodel.signals import SIGCHLD, SIGCONT, SIGKILL, SIGSTOP
 from osmodel.syscall import signed32, syscall, syscall32
 from osmodel.systime import (CLOCKFD, CLOCKFD_MASK, CLOCK_THREAD_CPUTIME_ID, CPUCLOCK_PERTHREAD_MASK, HOST_CLOCKS,
                              NO_TIMERS, cpu_clock, cpu_clock_res, cpu_clock_time, is_cpu_clock, owner)
@@ -277,11 +277,11 @@ CLONE_PARENT_SETTID = 0x100000
 CLONE_CHILD_CLEARTID = 0x200000
 CLONE_CHILD_SETTID = 0x1000000
 WNOHANG = 1
-WUNTRACED = 2
+WUNTRACED = WSTOPPED = 2
 WEXITED = 4
+WCONTINUED = 8
 WNOWAIT = 0x01000000
 P_ALL, P_PID, P_PGID = 0, 1, 2
-CLD_EXITED, CLD_KILLED = 1, 2
 MAX_ARGS = 1 << 17
 
 
@@ -341,15 +341,30 @@ def sys_execve(k: Kernel, p: Process, path: int, argv: int, envp: int) -> int:
     return 0
 
 
-def find_zombie(k: Kernel, p: Process, match) -> Process | None:
-    """The first zombie child matching; SysError(ECHILD) if no child matches at all."""
+def find_waitable(k: Kernel, p: Process, match, options: int) -> tuple[Process, str] | None:
+    """The first child matching with something for wait to report, and what: "exited" (a zombie, with
+    WEXITED), "stopped" (WUNTRACED/WSTOPPED) or "continued" (WCONTINUED); None if nothing yet, SysError(ECHILD)
+    if no child matches at all."""
     children = [c for c in k.children(p) if match(c)]
     if not children:
         raise SysError(errno.ECHILD)
     for c in children:
         if not c.alive:
-            return c
+            if options & WEXITED:
+                return c, "exited"
+        elif c.wait_event == "stopped" and c.stopped and options & WUNTRACED:
+            return c, "stopped"
+        elif c.wait_event == "continued" and options & WCONTINUED:
+            return c, "continued"
     return None
+
+
+def collect(k: Kernel, child: Process, event: str) -> None:
+    """The parent has taken the event: a zombie is reaped, a stop or continue is reported only once."""
+    if event == "exited":
+        k.reap(child)
+    else:
+        child.wait_event = ""
 
 
 def pid_matcher(p: Process, pid: int):
@@ -366,18 +381,20 @@ def pid_matcher(p: Process, pid: int):
 def sys_wait4(k: Kernel, p: Process, pid: int, status: int, options: int, rusage: int,
               layout: struct.Struct = RUSAGE) -> int:
     """Reap a zombie child (sleeping until one exits unless WNOHANG); its status and rusage (in `layout`)."""
-    if options & ~(WNOHANG | WUNTRACED | 8 | 0x40000000 | 0x80000000 | 0x20000000):
+    if options & ~(WNOHANG | WUNTRACED | WCONTINUED | 0x40000000 | 0x80000000 | 0x20000000):
         raise SysError(errno.EINVAL)
-    child = find_zombie(k, p, pid_matcher(p, signed32(pid)))
-    if child is None:
+    found = find_waitable(k, p, pid_matcher(p, signed32(pid)), options | WEXITED)
+    if found is None:
         if options & WNOHANG:
             return 0
         raise Block(p)
+    child, event = found
     if status:
-        k.copyout(p, status, struct.pack("<i", child.wait_status()))
+        word = {"exited": child.wait_status(), "stopped": child.stopped << 8 | 0x7F, "continued": 0xFFFF}[event]
+        k.copyout(p, status, struct.pack("<i", word))
     if rusage:
         k.copyout(p, rusage, child_rusage(child, layout))
-    k.reap(child)
+    collect(k, child, event)
     return child.pid
 
 
@@ -393,27 +410,33 @@ def wait_id(k: Kernel, p: Process, idtype: int, ident: int, infop: int, options:
     """waitid: the child's siginfo goes to infop as siginfo_t, or with `compat` as i386's compat_siginfo_t;
     as on Linux, only si_signo, si_errno, si_code, si_pid, si_uid and si_status are written. Its rusage
     goes to *rusage (in `layout`) when a child was found."""
-    if not options & WEXITED or idtype not in (P_ALL, P_PID, P_PGID):
+    if not options & (WEXITED | WSTOPPED | WCONTINUED) or idtype not in (P_ALL, P_PID, P_PGID):
         raise SysError(errno.EINVAL)
     ident = signed32(ident)
     match = {P_ALL: lambda c: True, P_PID: lambda c: c.pid == ident,
              P_PGID: lambda c: c.pgid == (ident or p.pgid)}[idtype]
-    child = find_zombie(k, p, match)
-    if child is None and not options & WNOHANG:
+    found = find_waitable(k, p, match, options)
+    if found is None and not options & WNOHANG:
         raise Block(p)
-    info = bytes(sigframe.SIGINFO_SIZE)         # WNOHANG and no child has exited: all zero
-    if child is not None:
-        killed = child.killed_by is not None
-        code, value = (CLD_KILLED, child.killed_by) if killed else (CLD_EXITED, child.exit_code or 0)
+    info = bytes(sigframe.SIGINFO_SIZE)         # WNOHANG and nothing to report: all zero
+    if found is not None:
+        child, event = found
+        if event == "exited":
+            killed = child.killed_by is not None
+            code, value = ((sigframe.CLD_KILLED, child.killed_by) if killed
+                           else (sigframe.CLD_EXITED, child.exit_code or 0))
+        else:
+            code, value = ((sigframe.CLD_STOPPED, child.stopped) if event == "stopped"
+                           else (sigframe.CLD_CONTINUED, SIGCONT))
         info = sigframe.siginfo(SIGCHLD, code=code, pid=child.pid, uid=os.getuid(), status=value)
     if infop:
         info, union = (sigframe.siginfo32(info), 12) if compat else (info, 16)
         k.copyout(p, infop, info[:12])
         k.copyout(p, infop + union, info[union:union + 12])
-    if rusage and child is not None:
-        k.copyout(p, rusage, child_rusage(child, layout))
-    if child is not None and not options & WNOWAIT:
-        k.reap(child)
+    if rusage and found is not None:
+        k.copyout(p, rusage, child_rusage(found[0], layout))
+    if found is not None and not options & WNOWAIT:
+        collect(k, *found)
     return 0
 
 

@@ -1,7 +1,8 @@
-"""Process groups and sessions: the first process leads neither (its group and session are run-elf's, as a
+"""Process groups, sessions and job control: the first process leads neither (its group and session are run-elf's, as a
 program run from a script leads neither), so setsid succeeds in it as natively; leaders cannot setsid;
-setpgid, kill(0) and waitpid(0) act on groups. Natively and under run-elf, x86-64 and i386, and
-util-linux's setsid and ionice, which decide what to do from these calls.
+setpgid, kill(0) and waitpid(0) act on groups; SIGSTOP, SIGTSTP and SIGCONT stop and continue a process,
+which its parent sees through SIGCHLD's si_code and wait's WUNTRACED, WSTOPPED and WCONTINUED. Natively
+and under run-elf, x86-64 and i386, and util-linux's setsid and ionice and bash's kill and wait.
 """
 from __future__ import annotations
 
@@ -109,17 +110,97 @@ int main(void) {
 }
 """
 
+JOB_CONTROL = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+static volatile int chld_codes[8], nchld;
+static void on_chld(int sig, siginfo_t *si, void *u) { if (nchld < 8) chld_codes[nchld++] = si->si_code; }
+static void nap(long ms) { struct timespec ts = {0, ms * 1000000}; nanosleep(&ts, 0); }
+static void show(const char *what, int st) {
+    if (WIFSTOPPED(st)) printf("%s: stopped by %d\n", what, WSTOPSIG(st));
+    else if (WIFCONTINUED(st)) printf("%s: continued\n", what);
+    else if (WIFSIGNALED(st)) printf("%s: killed by %d\n", what, WTERMSIG(st));
+    else printf("%s: exited %d\n", what, WEXITSTATUS(st));
+}
+int main(void) {
+    setvbuf(stdout, 0, _IONBF, 0);
+    struct sigaction sa = {0};
+    sa.sa_sigaction = on_chld; sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigaction(SIGCHLD, &sa, 0);
+    int p[2]; pipe(p);
+    pid_t c = fork();
+    if (c == 0) {
+        for (int i = 0; i < 3; i++) { nap(300); write(p[1], "x", 1); }
+        _exit(3);
+    }
+    nap(30);
+    kill(c, SIGSTOP);
+    int st;
+    pid_t r = waitpid(c, &st, WUNTRACED);
+    show("WUNTRACED", st);
+    printf("again with WNOHANG|WUNTRACED: %d\n", waitpid(c, &st, WNOHANG | WUNTRACED));
+    printf("wait pid %d\n", r == c);
+    nap(200);                                  /* stopped, the child writes nothing meanwhile */
+    char buf[8];
+    int ready = 0;
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    while (read(p[0], buf, 1) == 1)
+        ready++;
+    printf("written while stopped: %d\n", ready);
+    kill(c, SIGCONT);
+    waitpid(c, &st, WCONTINUED);
+    show("WCONTINUED", st);
+    waitpid(c, &st, 0);
+    show("end", st);
+    printf("SIGCHLD codes:");
+    for (int i = 0; i < nchld; i++) printf(" %d", chld_codes[i]);
+    printf("\n");
+
+    /* A stop signal the child sends itself; waitid with WSTOPPED; SIGTERM to a stopped child */
+    c = fork();
+    if (c == 0) {
+        setpgid(0, 0);          /* a group whose parent is outside it: not orphaned, so SIGTSTP stops it */
+        raise(SIGTSTP);
+        printf("child continued after SIGTSTP\n");
+        _exit(4);
+    }
+    siginfo_t si = {0};
+    waitid(P_PID, c, &si, WSTOPPED);
+    printf("waitid: code %d status %d\n", si.si_code, si.si_status);
+    kill(c, SIGCONT);
+    waitid(P_PID, c, &si, WEXITED);
+    printf("waitid: code %d status %d\n", si.si_code, si.si_status);
+    c = fork();
+    if (c == 0) { pause(); _exit(0); }
+    kill(c, SIGSTOP); waitpid(c, &st, WUNTRACED);
+    kill(c, SIGTERM);
+    nap(50);
+    printf("TERM while stopped: waitpid WNOHANG %d\n", waitpid(c, &st, WNOHANG) == c);
+    kill(c, SIGCONT);
+    waitpid(c, &st, 0);
+    show("after CONT", st);
+    return 0;
+}
+"""
+
 
 @pytest.fixture(scope="module")
 def programs(tmp_path_factory):
     out = tmp_path_factory.mktemp("sessions")
-    built = compile_static({"sessions": SESSIONS}, out)
-    built.update(compile_static({"sessions-i386": SESSIONS}, out, flags=("-m32",)))
+    built = compile_static({"sessions": SESSIONS, "jobcontrol": JOB_CONTROL}, out)
+    built.update(compile_static({"sessions-i386": SESSIONS, "jobcontrol-i386": JOB_CONTROL}, out, flags=("-m32",)))
     return built
 
 
-@pytest.mark.parametrize("name", ["sessions", "sessions-i386"])
-def test_groups_and_sessions_match_native(programs, name):
+@pytest.mark.parametrize("name", ["sessions", "sessions-i386", "jobcontrol", "jobcontrol-i386"])
+def test_groups_sessions_and_job_control_match_native(programs, name):
     same_as_native([programs[name]], timeout=60)
 
 
@@ -128,6 +209,9 @@ def test_groups_and_sessions_match_native(programs, name):
     ["ionice", "-c3", "/bin/echo", "idle"],
     ["bash", "-c", "ionice -c2 -n5 -p $$; ionice -p $$; ionice -c0 -n1 -p $$; echo $?; "
                    "(ionice -c2 -n3 -p $BASHPID; ionice -P 0; sleep 0.1 & ionice -P 0)"],
+    ["bash", "-c", "sleep 2 & p=$!; sleep .2; kill -STOP $p; cut -d' ' -f3 /proc/$p/stat; kill -CONT $p; "
+                   "kill -TERM $p; wait $p; echo $?; sh -c 'kill -STOP $$; echo continued' & sleep .3; "
+                   "kill -CONT $!; wait"],
 ])
 def test_util_linux_tools_match_native(command):
     found = shutil.which(command[0])
