@@ -693,7 +693,7 @@ class Kernel:
         """Whether one more signal may be queued with its siginfo for proc: fewer than its RLIMIT_SIGPENDING
         are queued (counted over all processes, which run as one user)."""
         from osmodel.sysproc import RLIMIT_SIGPENDING, get_rlimit
-        return queued_signals(self.processes.values()) < get_rlimit(self, proc, RLIMIT_SIGPENDING)[0]
+        return queued_signals(self.processes.values()) < get_rlimit(proc, RLIMIT_SIGPENDING)[0]
 
     def terminate(self, proc: Process, sig: int, sender: Process | None = None) -> None:
         """A signal's default action, other than ignoring it: a stop signal stops proc's thread group

@@ -228,7 +228,7 @@ def limits_text(k: Kernel, proc: Process) -> bytes:
     from osmodel.sysproc import RLIM_INFINITY, get_rlimit
     lines = [f"{'Limit':<25} {'Soft Limit':<20} {'Hard Limit':<20} {'Units':<10}\n"]
     for resource_id, (name, unit) in enumerate(LIMIT_NAMES):
-        soft, hard = get_rlimit(k, proc, resource_id)
+        soft, hard = get_rlimit(proc, resource_id)
         shown = ["unlimited" if v == RLIM_INFINITY else str(v) for v in (soft, hard)]
         lines.append(f"{name:<25} {shown[0]:<20} {shown[1]:<20} " + (f"{unit:<10}" if unit else "") + "\n")
     return "".join(lines).encode()

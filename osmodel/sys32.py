@@ -319,7 +319,7 @@ def sys_get_robust_list(k: Kernel, p: Process, pid: int, head_ptr: int, len_ptr:
 @syscall32("ugetrlimit", "dp")
 def sys_ugetrlimit(k: Kernel, p: Process, resource_id: int, rlim: int) -> int:
     """getrlimit with RLIM_INFINITY (and anything larger than 32 bits) as 0xffffffff."""
-    soft, hard = get_rlimit(k, p, resource_id)
+    soft, hard = get_rlimit(p, resource_id)
     k.copyout(p, rlim, RLIMIT32.pack(min(soft, COMPAT_RLIM_INFINITY), min(hard, COMPAT_RLIM_INFINITY)))
     return 0
 
@@ -327,7 +327,7 @@ def sys_ugetrlimit(k: Kernel, p: Process, resource_id: int, rlim: int) -> int:
 @syscall32("getrlimit", "dp")
 def sys_old_getrlimit(k: Kernel, p: Process, resource_id: int, rlim: int) -> int:
     """The old getrlimit (nr 76): limits above 0x7fffffff, infinity included, read as 0x7fffffff."""
-    soft, hard = get_rlimit(k, p, resource_id)
+    soft, hard = get_rlimit(p, resource_id)
     k.copyout(p, rlim, RLIMIT32.pack(min(soft, OLD_RLIM_MAX), min(hard, OLD_RLIM_MAX)))
     return 0
 

@@ -15,6 +15,8 @@ from osmodel.files import (FD_CLOEXEC, host_umask_zero, O_ACCMODE, O_CLOEXEC, O_
                            POLLIN, POLLOUT, Pipe, PipeEnd, SysError, pack_stat)
 from osmodel import procfs
 from osmodel.hostwait import before_io
+from osmodel.signals import SIGXFSZ
+from osmodel.sysproc import RLIMIT_FSIZE
 from osmodel.syslock import LOCK_COMMANDS, fcntl_lock
 from osmodel.syscall import AT_FDCWD, signed, signed32, syscall
 
@@ -102,6 +104,8 @@ def write_file(k: Kernel, f, data: bytes, offset: int | None = None, flags: int 
     host = isinstance(f, HostFile)
     if offset is None:
         before_io(k, k.current, f, POLLOUT)
+    if host and RLIMIT_FSIZE in k.current.rlimits:
+        data = within_file_size_limit(k, f, data, offset)
     cached = host and k.cache.files and f.key() in k.cache.files
     at = offset if offset is not None else f.lseek(0, os.SEEK_CUR) if cached else 0
     if host and flags:
@@ -116,6 +120,20 @@ def write_file(k: Kernel, f, data: bytes, offset: int | None = None, flags: int 
             at = (f.lseek(0, os.SEEK_CUR) if offset is None else f.stat().st_size) - n
         k.cache.file_written(f.key(), at, data[:n])
     return n
+
+
+def within_file_size_limit(k: Kernel, f: HostFile, data: bytes, offset: int | None) -> bytes:
+    """The part of data a write to regular file f may store under the writer's RLIMIT_FSIZE: none past the
+    limit, and a write that starts there fails with EFBIG after SIGXFSZ (Linux's generic_write_check_limits)."""
+    st = f.stat()
+    if not statmod.S_ISREG(st.st_mode):
+        return data
+    limit = k.current.rlimits[RLIMIT_FSIZE][0]
+    pos = offset if offset is not None else st.st_size if f.flags & os.O_APPEND else f.lseek(0, os.SEEK_CUR)
+    if pos >= limit:
+        k.signal(k.current, SIGXFSZ)
+        raise SysError(errno.EFBIG)
+    return data[:limit - pos]
 
 
 @syscall("write", "dbu")

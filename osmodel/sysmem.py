@@ -11,6 +11,7 @@ from osmodel.addrspace import (PROT_EXEC, PROT_READ, PROT_WRITE, STACK_GUARD_GAP
 from osmodel.files import HostFile, SysError
 from osmodel.pagecache import FileBacking
 from osmodel.syscall import signed32, syscall
+from osmodel.sysproc import RLIM_INFINITY, RLIMIT_AS, get_rlimit
 from vm.pagetable import PTE_FRAME
 from vm.ram import PAGE_SHIFT, PAGE_SIZE
 
@@ -68,6 +69,10 @@ def sys_brk(k: Kernel, p: Process, addr: int) -> int:
     if new_top > old_top:
         if new_top > a.user_top or not a.is_free(old_top, new_top):
             return a.brk
+        try:
+            check_address_space(p, new_top - old_top)
+        except SysError:
+            return a.brk
         above = a.next_region(new_top)
         if above is not None and above.kind == "stack" and new_top + STACK_GUARD_GAP > above.start:
             return a.brk
@@ -80,6 +85,13 @@ def sys_brk(k: Kernel, p: Process, addr: int) -> int:
         unmap_range(k, a, new_top, old_top, "munmap")
     a.brk = addr
     return addr
+
+
+def check_address_space(p: Process, more: int) -> None:
+    """ENOMEM if p's mappings may not grow by `more` bytes under its RLIMIT_AS (Linux's may_expand_vm)."""
+    limit = get_rlimit(p, RLIMIT_AS)[0]
+    if limit != RLIM_INFINITY and sum(r.end - r.start for r in p.aspace.regions) + more > limit:
+        raise SysError(errno.ENOMEM)
 
 
 def shared_zero(size: int) -> FileBacking:
@@ -120,6 +132,7 @@ def sys_mmap(k: Kernel, p: Process, addr: int, length: int, prot: int, flags: in
             k.fs.check_write()
         backing = FileBacking(f.host_path, f.path, fd=f.hostfd)
         name = f.path
+    check_address_space(p, size)
     if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
         if addr % PAGE_SIZE or addr + size > a.user_top or addr < 0x10000:
             raise SysError(errno.EINVAL if addr % PAGE_SIZE else errno.ENOMEM)
@@ -225,6 +238,7 @@ def sys_mremap(k: Kernel, p: Process, old: int, old_size: int, new_size: int, fl
         if new_size < old_size:
             unmap_range(k, a, old + new_size, old + old_size, "munmap")
         return old
+    check_address_space(p, new_size - old_size)
     if old + old_size == region.end and a.is_free(region.end, old + new_size) and old + new_size <= a.user_top:
         a.resize(region, region.start, old + new_size)
         if region.backing is not None:

@@ -24,8 +24,10 @@ ARCH_SET_GS = 0x1001
 ARCH_SET_FS = 0x1002
 ARCH_GET_FS = 0x1003
 ARCH_GET_GS = 0x1004
+RLIMIT_FSIZE = 1
 RLIMIT_STACK = 3
 RLIMIT_NOFILE = 7
+RLIMIT_AS = 9
 RLIMIT_SIGPENDING = 11
 RLIM_INFINITY = (1 << 64) - 1
 RSEQ_SIZE = 32
@@ -103,7 +105,7 @@ def sys_rseq(k: Kernel, p: Process, rseq: int, length: int, flags: int, sig: int
     return 0
 
 
-def get_rlimit(k: Kernel, p: Process, resource_id: int) -> tuple[int, int]:
+def get_rlimit(p: Process, resource_id: int) -> tuple[int, int]:
     """A process's (soft, hard) limit: the stack limit is run-elf's, the rest the host's."""
     if resource_id in p.rlimits:
         return p.rlimits[resource_id]
@@ -121,7 +123,7 @@ def get_rlimit(k: Kernel, p: Process, resource_id: int) -> tuple[int, int]:
 def sys_prlimit64(k: Kernel, p: Process, pid: int, resource_id: int, new: int, old: int) -> int:
     if pid and signed32(pid) != p.pid:
         raise SysError(errno.ESRCH)
-    current = get_rlimit(k, p, resource_id)
+    current = get_rlimit(p, resource_id)
     if old:
         k.copyout(p, old, RLIMIT.pack(*current))
     if new:
@@ -131,7 +133,7 @@ def sys_prlimit64(k: Kernel, p: Process, pid: int, resource_id: int, new: int, o
 
 def set_rlimit(k: Kernel, p: Process, resource_id: int, soft: int, hard: int) -> None:
     """Change a limit: EINVAL if soft > hard, EPERM when raising the hard limit (no CAP_SYS_RESOURCE)."""
-    current = get_rlimit(k, p, resource_id)
+    current = get_rlimit(p, resource_id)
     if soft > hard or hard > current[1]:
         raise SysError(errno.EINVAL if soft > hard else errno.EPERM)
     if resource_id == RLIMIT_NOFILE and hard > MAX_FDS:
@@ -145,7 +147,7 @@ def set_rlimit(k: Kernel, p: Process, resource_id: int, soft: int, hard: int) ->
 
 @syscall("getrlimit", "dp")
 def sys_getrlimit(k: Kernel, p: Process, resource_id: int, rlim: int) -> int:
-    k.copyout(p, rlim, RLIMIT.pack(*get_rlimit(k, p, resource_id)))
+    k.copyout(p, rlim, RLIMIT.pack(*get_rlimit(p, resource_id)))
     return 0
 
 
