@@ -13,7 +13,7 @@ alone, as natively `kill -INT PID` reaches one process.
 
 A guest in a loop without system calls or faults keeps the CPU in Unicorn's C code, where no Python
 signal handler runs. So the signals are blocked in run-elf's threads and taken by a watcher thread
-(sigtimedwait, which also gives si_code): it queues each for the kernel (Kernel.host_signals), stops
+(sigwaitinfo, which also gives si_code): it queues each for the kernel (Kernel.host_signals), stops
 the emulation run in progress and wakes a host wait (Kernel.interrupt_fd); the scheduler delivers it.
 """
 
@@ -34,7 +34,6 @@ CAUGHT = set(TERMINAL_SIGNALS + INIT_SIGNALS)
 SI_KERNEL = 0x80            # si_code of a signal the kernel sent (the terminal's), not a process
 STOP_RETRY = 0.005          # how often the watcher stops the CPU again until the scheduler took the signals
 STOP_TRIES = 400
-WATCH_TICK = 0.2            # how often the watcher looks whether it should end
 
 
 class HostSignals:
@@ -57,9 +56,10 @@ class HostSignals:
         self.watcher.start()
 
     def uninstall(self) -> None:
-        """Stop the watcher and let the signals act on run-elf again."""
+        """Stop the watcher (a signal to it alone ends its wait at once) and let the signals act on run-elf again."""
         self.running = False
         if self.watcher is not None:
+            signal.pthread_kill(self.watcher.ident, signal.SIGWINCH)
             self.watcher.join()
         self.kernel.interrupt_fd = -1
         signal.pthread_sigmask(signal.SIG_UNBLOCK, CAUGHT)
@@ -70,10 +70,10 @@ class HostSignals:
         """Queue each signal with its si_code for the kernel, and stop the CPU until the scheduler has taken
         them (a run may start just after a stop, which Unicorn would then not see)."""
         kernel = self.kernel
-        while self.running:
-            info = signal.sigtimedwait(CAUGHT, WATCH_TICK)
-            if info is None:
-                continue
+        while True:
+            info = signal.sigwaitinfo(CAUGHT)
+            if not self.running:
+                return
             kernel.host_signals.append((info.si_signo, info.si_code))
             try:
                 os.write(self.kick_w, b"!")
