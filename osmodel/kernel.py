@@ -357,6 +357,7 @@ class Kernel:
         proc.aspace = aspace
         proc.exe = exe
         proc.argv, proc.environ = list(argv), list(envp)
+        proc.dumpable = 1
         proc.name = os.path.basename(argv[0].decode(errors="replace")) if argv and argv[0] else \
             os.path.basename(image.path)
         proc.symbols = Symbols(image.path, image.load_bias)
@@ -460,6 +461,7 @@ class Kernel:
         child = self._new_process(parent.tgid, aspace, parent.files.copy(), parent.cwd)
         child.pgid, child.sid = parent.pgid, parent.sid
         child.umask, child.rlimits, child.ioprio = parent.umask, dict(parent.rlimits), parent.ioprio
+        child.dumpable, child.no_new_privs = parent.dumpable, parent.no_new_privs
         child.exe, child.name, child.symbols = parent.exe, parent.name, parent.symbols
         child.sigactions, child.sigmask, child.altstack = dict(parent.sigactions), parent.sigmask, parent.altstack
         child.tls = list(parent.tls)
@@ -588,9 +590,7 @@ class Kernel:
             proc.files.close_all()
         self.release_aspace(proc.aspace, "exit")
         self.end_vfork(proc)
-        for child in self.processes.values():
-            if child.ppid == proc.pid and child.leader is None:
-                child.ppid = 1
+        self.reparent_children(proc)
         self._write_task_record(proc)
         parent = self.processes.get(proc.ppid)
         if parent is not None and parent.handler(SIGCHLD) == SIG_IGN:
@@ -603,6 +603,20 @@ class Kernel:
                         group=True)
         if proc is self.current:
             self.cpu.stop()
+
+    def reparent_children(self, proc: Process) -> None:
+        """proc is gone: its children go to the nearest living ancestor that is a child subreaper (prctl),
+        else to pid 1, and each that asked for a parent-death signal gets it."""
+        heir, seen = self.processes.get(proc.ppid), set()
+        while heir is not None and heir.alive and not heir.child_subreaper and heir.pid not in seen:
+            seen.add(heir.pid)
+            heir = self.processes.get(heir.ppid)
+        heir_pid = heir.pid if heir is not None and heir.alive and heir.child_subreaper else 1
+        for child in list(self.processes.values()):
+            if child.ppid == proc.pid and child.leader is None:
+                child.ppid = heir_pid
+                if child.pdeath_signal and child.alive:
+                    self.signal(child, child.pdeath_signal, group=True)
 
     def reap(self, proc: Process) -> None:
         """Forget a zombie: its pid and task record go; its fault counts and CPU times (with its own

@@ -51,6 +51,10 @@ class Process:
     pgid: int = 0
     ioprio: int = 0                       # ioprio_set's value (0: class none)
     stopped: int = 0                      # the signal that stopped it (job control), 0 while it may run
+    pdeath_signal: int = 0                # prctl: sent to it when its parent exits (not inherited by fork)
+    child_subreaper: bool = False         # prctl: its descendants' orphans are re-parented to it
+    dumpable: int = 1                     # prctl: kept until the next execve
+    no_new_privs: bool = False            # prctl: inherited and kept across execve
     wait_event: str = ""                  # "stopped" or "continued": what its parent's wait has yet to report
     sid: int = 0
     channel: object = None                # what it sleeps on, when SLEEPING

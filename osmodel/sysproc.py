@@ -695,20 +695,52 @@ def sys_clock_nanosleep(k: Kernel, p: Process, clock: int, flags: int, req: int,
     return 0
 
 
-PR_SET_NAME = 15
-PR_GET_NAME = 16
+PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE = 1, 2, 3, 4
+PR_SET_NAME, PR_GET_NAME = 15, 16
+PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS = 36, 37, 38, 39
 TASK_COMM_LEN = 16
 
 
 @syscall("prctl", "dxxxx")
 def sys_prctl(k: Kernel, p: Process, option: int, arg2: int, arg3: int, arg4: int, arg5: int) -> int:
-    """The process name (comm); other options are not implemented (EINVAL, as for an unknown option)."""
+    """The process name (comm), the parent-death signal (sent when the parent exits), the child subreaper
+    flag (orphans of its descendants come to it, not to pid 1), dumpable and no_new_privs (recorded);
+    other options fail with EINVAL, as an unknown option does."""
+    option = signed32(option)
     if option == PR_SET_NAME:
         p.name = k.copyinstr(p, arg2, 4096)[:TASK_COMM_LEN - 1].decode(errors="replace")
         return 0
     if option == PR_GET_NAME:
         k.copyout(p, arg2, p.name.encode()[:TASK_COMM_LEN - 1].ljust(TASK_COMM_LEN, b"\0"))
         return 0
+    if option == PR_SET_PDEATHSIG:
+        if not 0 <= arg2 <= 64:
+            raise SysError(errno.EINVAL)
+        p.pdeath_signal = arg2
+        return 0
+    if option in (PR_GET_PDEATHSIG, PR_GET_CHILD_SUBREAPER):
+        value = p.pdeath_signal if option == PR_GET_PDEATHSIG else int(p.child_subreaper)
+        k.copyout(p, arg2, struct.pack("<i", value))
+        return 0
+    if option == PR_SET_CHILD_SUBREAPER:
+        p.child_subreaper = bool(arg2)
+        return 0
+    if option == PR_GET_DUMPABLE:
+        return p.dumpable
+    if option == PR_SET_DUMPABLE:
+        if arg2 not in (0, 1):
+            raise SysError(errno.EINVAL)
+        p.dumpable = arg2
+        return 0
+    if option == PR_SET_NO_NEW_PRIVS:
+        if arg2 != 1 or arg3 or arg4 or arg5:
+            raise SysError(errno.EINVAL)
+        p.no_new_privs = True
+        return 0
+    if option == PR_GET_NO_NEW_PRIVS:
+        if arg2 or arg3 or arg4 or arg5:
+            raise SysError(errno.EINVAL)
+        return int(p.no_new_privs)
     raise SysError(errno.EINVAL)
 
 

@@ -1,6 +1,7 @@
 """Process groups, sessions and job control: the first process leads neither (its group and session are run-elf's, as a
 program run from a script leads neither), so setsid succeeds in it as natively; leaders cannot setsid;
-setpgid, kill(0) and waitpid(0) act on groups; SIGSTOP, SIGTSTP and SIGCONT stop and continue a process,
+setpgid, kill(0) and waitpid(0) act on groups; prctl's parent-death signal and child subreaper decide what
+an orphan gets and who adopts it; SIGSTOP, SIGTSTP and SIGCONT stop and continue a process,
 which its parent sees through SIGCHLD's si_code and wait's WUNTRACED, WSTOPPED and WCONTINUED. Natively
 and under run-elf, x86-64 and i386, and util-linux's setsid and ionice and bash's kill and wait.
 """
@@ -191,15 +192,78 @@ int main(void) {
 """
 
 
+PRCTL = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static volatile int got;
+
+static void on_signal(int sig) {
+    got = sig;
+}
+
+int main(void) {
+    setvbuf(stdout, 0, _IONBF, 0);
+    printf("dumpable: %d\n", prctl(PR_GET_DUMPABLE));
+    int r = prctl(PR_SET_DUMPABLE, 0);
+    printf("set dumpable 0: %d, now %d\n", r, prctl(PR_GET_DUMPABLE));
+    r = prctl(PR_SET_DUMPABLE, 2);
+    printf("set dumpable 2: %d %s\n", r, strerrorname_np(errno));
+    prctl(PR_SET_DUMPABLE, 1);
+    r = prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    printf("set no_new_privs: %d, now %d\n", r, prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0));
+    r = prctl(PR_SET_CHILD_SUBREAPER, 1);
+    int value = -1;
+    prctl(PR_GET_CHILD_SUBREAPER, &value);
+    printf("set subreaper: %d, now %d\n", r, value);
+
+    /* The grandchild is orphaned: it comes to us, the subreaper, and gets the signal it asked for. */
+    pid_t me = getpid();
+    int p[2];
+    pipe(p);
+    pid_t middle = fork();
+    if (middle == 0) {
+        if (fork() == 0) {
+            signal(SIGUSR1, on_signal);
+            prctl(PR_SET_PDEATHSIG, SIGUSR1);
+            int asked = 0;
+            prctl(PR_GET_PDEATHSIG, &asked);
+            write(p[1], "r", 1);
+            while (!got)
+                pause();
+            printf("orphan: asked for %d, got %d, adopted by the subreaper %d\n", asked, got, getppid() == me);
+            _exit(6);
+        }
+        char c;
+        read(p[0], &c, 1);
+        _exit(5);
+    }
+    int st, middle_st;
+    waitpid(middle, &middle_st, 0);
+    pid_t orphan = wait(&st);                     /* after the orphan has printed, so the order is fixed */
+    printf("middle process: %d\n", WEXITSTATUS(middle_st));
+    printf("reaped the orphan: %d, status %d\n", orphan > 0 && orphan != middle, WEXITSTATUS(st));
+    return 0;
+}
+"""
+
+
 @pytest.fixture(scope="module")
 def programs(tmp_path_factory):
     out = tmp_path_factory.mktemp("sessions")
-    built = compile_static({"sessions": SESSIONS, "jobcontrol": JOB_CONTROL}, out)
-    built.update(compile_static({"sessions-i386": SESSIONS, "jobcontrol-i386": JOB_CONTROL}, out, flags=("-m32",)))
+    sources = {"sessions": SESSIONS, "jobcontrol": JOB_CONTROL, "prctl": PRCTL}
+    built = compile_static(sources, out)
+    built.update(compile_static({f"{name}-i386": text for name, text in sources.items()}, out, flags=("-m32",)))
     return built
 
 
-@pytest.mark.parametrize("name", ["sessions", "sessions-i386", "jobcontrol", "jobcontrol-i386"])
+@pytest.mark.parametrize("name", ["sessions", "sessions-i386", "jobcontrol", "jobcontrol-i386", "prctl", "prctl-i386"])
 def test_groups_sessions_and_job_control_match_native(programs, name):
     same_as_native([programs[name]], timeout=60)
 
